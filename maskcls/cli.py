@@ -1,0 +1,45 @@
+"""The `maskcls` command line: registers commands, turns MaskclsError into one line and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from rich.console import Console
+
+from maskcls.commands import eda, make_demo
+from maskcls.errors import MaskclsError
+
+app = typer.Typer(
+    name="maskcls",
+    help="Face-image classification toolkit for the mask contest: crop, eda, train, predict, ensemble, submit.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command("make-demo", rich_help_panel="Data")(make_demo.make_demo_command)
+app.command("eda", rich_help_panel="Data")(eda.eda_command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry: run the app, map known errors to exit codes without tracebacks."""
+    try:
+        rv = app(args=argv, prog_name="maskcls", standalone_mode=False)
+    except MaskclsError as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return e.exit_code
+    except click.ClickException as e:  # usage errors: Typer's own formatting, exit 2
+        from typer import rich_utils
+
+        rich_utils.rich_format_error(e)
+        return e.exit_code
+    except click.exceptions.Abort:
+        Console(stderr=True).print("aborted")
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

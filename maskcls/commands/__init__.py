@@ -1,0 +1,1 @@
+"""One module per command: options -> config -> library call -> exit code."""

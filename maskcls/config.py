@@ -1,0 +1,122 @@
+"""Configuration: args.json < configs/<task>.json < --config FILE < command-line flags.
+
+Every key must exist in args.json (the documented defaults); a misspelt key is an error
+with the closest matches, never silently ignored. Values are checked against the default's
+type. The resolved config is written into each run directory and each checkpoint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+from maskcls.errors import MaskclsError
+
+ROOT = Path(__file__).resolve().parent.parent  # a clone with an editable install (see README)
+ARGS_FILE = ROOT / "args.json"
+CONFIG_DIR = ROOT / "configs"
+
+CHOICES = {
+    "task": ["mask", "gender", "age", "joint"],
+    "optimizer": ["adam", "adamw", "sgd"],
+    "scheduler": ["cosine", "step", "exponential", "none"],
+    "loss": ["ce", "smooth", "neighbor", "focal", "f1"],
+    "head": ["multi", "flat18"],
+    "augment": ["none", "light", "medium", "heavy"],
+    "device": ["auto", "cpu", "cuda", "mps"],
+}
+
+
+class Config(dict):
+    """A dict with attribute access: cfg.lr == cfg["lr"]."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+
+def load_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise MaskclsError(f"{path}: config file not found")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise MaskclsError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(obj, dict):
+        raise MaskclsError(f"{path}: expected a JSON object of key: value")
+    return obj
+
+
+def defaults() -> Config:
+    return Config(load_json(ARGS_FILE))
+
+
+def task_config_path(task: str) -> Path:
+    return CONFIG_DIR / f"{task}.json"
+
+
+def merge(base: Config, update: dict, source: str) -> Config:
+    """base updated by update; unknown keys and wrong types raise, naming source."""
+    out = Config(base)
+    for key, value in update.items():
+        if key not in base:
+            close = difflib.get_close_matches(key, list(base), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise MaskclsError(f"{source}: unknown config key {key!r}{hint}")
+        out[key] = _check(key, value, base[key], source)
+    return out
+
+
+def _check(key: str, value, default, source: str):
+    if key == "img_size":
+        value = [value, value] if isinstance(value, int) else list(value)
+        if len(value) == 1:
+            value = value * 2
+        if len(value) != 2 or not all(isinstance(v, int) and v >= 16 for v in value):
+            raise MaskclsError(f"{source}: img_size must be one number or H W, each >= 16 (got {value})")
+        return value
+    if key in CHOICES and value not in CHOICES[key]:
+        raise MaskclsError(f"{source}: {key} must be one of {', '.join(CHOICES[key])} (got {value!r})")
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        raise MaskclsError(f"{source}: {key} must be {type(default).__name__} (got {value!r})")
+    if isinstance(default, dict):
+        unknown = set(value) - set(default)
+        if unknown:
+            raise MaskclsError(f"{source}: {key} has unknown entries {sorted(unknown)} (known: {sorted(default)})")
+        value = {**default, **value}
+    return value
+
+
+def resolve(task: str | None = None, config_file: str | Path | None = None, flags: dict | None = None) -> Config:
+    """Merge the four layers once: defaults < task preset < config file < flags (None = not given)."""
+    cfg = defaults()
+    if task is not None:
+        cfg = merge(cfg, load_json(task_config_path(task)), str(task_config_path(task)))
+    if config_file is not None:
+        cfg = merge(cfg, load_json(config_file), str(config_file))
+    if flags:
+        given = {k: v for k, v in flags.items() if v is not None}
+        cfg = merge(cfg, given, "command line")
+    if task is not None and cfg.task != task:
+        raise MaskclsError(f"{config_file}: sets task {cfg.task!r} but the command trains {task!r}")
+    if cfg.age_upper <= 30:
+        raise MaskclsError(f"age_upper must be above 30 (got {cfg.age_upper})")
+    return cfg

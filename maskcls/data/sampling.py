@@ -1,0 +1,67 @@
+"""Sampling and soft targets shared by every task."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def balanced_weights(labels: np.ndarray, strength: float) -> np.ndarray:
+    """Per-sample weights count(label)^-strength, normalised to sum 1.
+
+    strength 0 keeps the natural mix, 1 makes every label equally likely per epoch;
+    values between interpolate on a log scale (a common, gentler compromise).
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"oversampling strength must be in [0, 1] (got {strength})")
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    w = counts[inverse].astype(np.float64) ** -strength
+    return w / w.sum()
+
+
+class BalancedSampler(Sampler[int]):
+    """Draws len(labels) indices per epoch with replacement, weighted by balanced_weights.
+
+    Deterministic given (seed, epoch): call set_epoch before each epoch, so a resumed run
+    draws the same indices it would have drawn without the interruption.
+    """
+
+    def __init__(self, labels: np.ndarray, strength: float, seed: int, num_samples: int | None = None):
+        self.weights = balanced_weights(np.asarray(labels), strength)
+        self.num_samples = num_samples or len(labels)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        return iter(rng.choice(len(self.weights), size=self.num_samples, replace=True, p=self.weights).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def neighbor_smoothing(labels: torch.Tensor, eps: float, num_classes: int = 3) -> torch.Tensor:
+    """Soft targets for an ordinal label: eps goes only to the adjacent classes.
+
+    <30 gives eps to 30-59; 30-59 splits eps between <30 and >=60; >=60 gives eps to 30-59.
+    Never from <30 to >=60. Each row sums to 1.
+    """
+    n = num_classes
+    kernel = torch.zeros(n, n)
+    for c in range(n):
+        neighbors = [d for d in (c - 1, c + 1) if 0 <= d < n]
+        kernel[c, c] = 1.0 - eps if neighbors else 1.0
+        for d in neighbors:
+            kernel[c, d] = eps / len(neighbors)
+    return kernel.to(labels.device)[labels]
+
+
+def uniform_smoothing(labels: torch.Tensor, eps: float, num_classes: int) -> torch.Tensor:
+    """Standard label smoothing: eps spread over all classes."""
+    t = torch.full((len(labels), num_classes), eps / num_classes, device=labels.device)
+    t[torch.arange(len(labels)), labels] += 1.0 - eps
+    return t
