@@ -8,7 +8,7 @@ import click
 import typer
 from rich.console import Console
 
-from maskcls.commands import eda, make_demo
+from maskcls.commands import eda, make_demo, predict, train
 from maskcls.errors import MaskclsError
 
 app = typer.Typer(
@@ -21,10 +21,24 @@ app = typer.Typer(
 )
 app.command("make-demo", rich_help_panel="Data")(make_demo.make_demo_command)
 app.command("eda", rich_help_panel="Data")(eda.eda_command)
+for _task in ("mask", "gender", "age", "joint"):
+    app.command(f"train-{_task}", rich_help_panel="Train")(train.make_train_command(_task))
+app.command("predict", rich_help_panel="Predict and submit")(predict.predict_command)
+
+
+def join_img_size(argv: list[str]) -> list[str]:
+    """Let `--img-size 256 192` through as one value (click options take a fixed count)."""
+    out = list(argv)
+    for i, a in enumerate(out[:-2]):
+        if a == "--img-size" and out[i + 1].isdigit() and out[i + 2].isdigit():
+            out[i + 1 : i + 3] = [f"{out[i + 1]} {out[i + 2]}"]
+            break
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app, map known errors to exit codes without tracebacks."""
+    argv = join_img_size(list(sys.argv[1:] if argv is None else argv))
     try:
         rv = app(args=argv, prog_name="maskcls", standalone_mode=False)
     except MaskclsError as e:

@@ -11,6 +11,7 @@ import difflib
 import json
 from pathlib import Path
 
+from maskcls import labels
 from maskcls.errors import MaskclsError
 
 ROOT = Path(__file__).resolve().parent.parent  # a clone with an editable install (see README)
@@ -82,6 +83,10 @@ def _check(key: str, value, default, source: str):
         if len(value) != 2 or not all(isinstance(v, int) and v >= 16 for v in value):
             raise MaskclsError(f"{source}: img_size must be one number or H W, each >= 16 (got {value})")
         return value
+    if key == "fold":
+        if value != "all" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise MaskclsError(f"{source}: fold must be a fold number or 'all' (got {value!r})")
+        return value
     if key in CHOICES and value not in CHOICES[key]:
         raise MaskclsError(f"{source}: {key} must be one of {', '.join(CHOICES[key])} (got {value!r})")
     if default is None or value is None:
@@ -115,8 +120,10 @@ def resolve(task: str | None = None, config_file: str | Path | None = None, flag
     if flags:
         given = {k: v for k, v in flags.items() if v is not None}
         cfg = merge(cfg, given, "command line")
+    if cfg.fold != "all" and cfg.fold >= cfg.folds:
+        raise MaskclsError(f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1} or 'all')")
     if task is not None and cfg.task != task:
         raise MaskclsError(f"{config_file}: sets task {cfg.task!r} but the command trains {task!r}")
-    if cfg.age_upper <= 30:
+    if cfg.age_upper <= labels.AGE_LOWER:
         raise MaskclsError(f"age_upper must be above 30 (got {cfg.age_upper})")
     return cfg

@@ -26,7 +26,7 @@ MASK_COLOURS = [
     (235, 235, 235),
     (30, 30, 35),
     (130, 130, 135),
-    (230, 150, 170),
+    (90, 160, 120),
     (40, 50, 110),
 ]
 # Group mix close to the contest's: about 45% under 30, 40% 30-59, 15% 60 and over.
@@ -79,8 +79,9 @@ def draw_face(mask: int, female: bool, age: int, rng: np.random.Generator) -> Im
     d.line([cx - fw * 0.3, mouth_y, cx + fw * 0.3, mouth_y], fill=(170, 60, 60), width=6)
     if mask != 2:
         colour = MASK_COLOURS[int(rng.integers(len(MASK_COLOURS)))]
-        top = cy + fh * (0.02 if mask == 0 else 0.32)  # incorrect: below the nose, mouth half covered
-        d.rounded_rectangle([cx - fw * 0.85, top, cx + fw * 0.85, cy + fh * 0.92], radius=18, fill=colour)
+        # worn: from the nose bridge down; incorrect: pulled down to the chin, nose and mouth visible
+        top = cy - fh * 0.05 if mask == 0 else mouth_y + fh * 0.12
+        d.rounded_rectangle([cx - fw * 0.85, top, cx + fw * 0.85, cy + fh * 0.95], radius=14, fill=colour)
         for sx in (-1, 1):  # ear loops
             d.line([cx + sx * fw * 0.85, top + 8, cx + sx * fw * 1.02, cy - fh * 0.05], fill=colour, width=3)
     noise = rng.normal(0, 6, (H, W, 3))

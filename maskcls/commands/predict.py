@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maskcls.commands.options import DataDir
+
+
+def predict_command(
+    runs: Annotated[
+        list[Path], typer.Argument(help="Run directories (every fold*/best.pt is used) or checkpoints.", exists=True)
+    ],
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="Output CSV: ImageID and one probability column per class.")],
+    tta: Annotated[bool, typer.Option("--tta", help="Average with the horizontally flipped image.")] = False,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+) -> None:
+    """Predict eval/info.csv images; several runs or folds are averaged (soft vote).
+
+    Example: [bold]maskcls predict runs/age-resnet18 --data crops/ --out preds/age.csv --tta[/]
+    """
+    from maskcls.predict import predict
+
+    predict(runs, data, out, tta=tta, batch_size=batch_size, device=device)

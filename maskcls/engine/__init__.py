@@ -1,0 +1,1 @@
+"""One training engine for every task: fit() and the pieces it is made of."""

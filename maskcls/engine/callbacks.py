@@ -1,0 +1,79 @@
+"""What happens around the loop (printing, wandb), kept out of the loop itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+class Callback:
+    def on_fold_start(self, fold: int, fold_dir: Path, cfg) -> None: ...
+    def on_epoch_end(self, fold: int, row: dict) -> None: ...
+    def on_fold_end(self, fold: int, summary: dict) -> None: ...
+
+
+class ConsoleCallback(Callback):
+    """One line per epoch as it ends; a table per fold at the end."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.rows: list[dict] = []
+
+    def on_fold_start(self, fold, fold_dir, cfg):
+        self.rows = []
+        self.console.print(f"[bold]fold {fold}[/] -> {fold_dir}")
+
+    def on_epoch_end(self, fold, row):
+        self.rows.append(row)
+        heads = " ".join(f"{k[:-3]} {v:.3f}" for k, v in row.items() if k.endswith("_f1") and k != "class_f1")
+        best = " [green]*best[/]" if row["best"] else ""
+        self.console.print(
+            f"  epoch {row['epoch'] + 1:>3}  loss {row['train_loss']:.4f}  f1 {row['score']:.4f}  ({heads})"
+            f"  lr {row['lr']:.2e}  {row['seconds']:.0f}s{best}"
+        )
+
+    def on_fold_end(self, fold, summary):
+        t = Table(title=f"fold {fold}: best epoch {summary['best_epoch'] + 1}")
+        t.add_column("head")
+        t.add_column("macro-F1", justify="right")
+        t.add_column("accuracy", justify="right")
+        for head, m in summary["metrics"].items():
+            if isinstance(m, dict):
+                t.add_row(head, f"{m['f1']:.4f}", f"{m['acc']:.4f}")
+        self.console.print(t)
+
+
+class WandbCallback(Callback):
+    """Logs to Weights & Biases; offline automatically when no API key is configured."""
+
+    def __init__(self, project: str, run_dir: Path):
+        import wandb  # imported only when --wandb is given
+
+        self.wandb = wandb
+        self.project = project
+        self.run_dir = run_dir
+        self.run = None
+
+    @staticmethod
+    def mode() -> str:
+        if os.environ.get("WANDB_MODE"):
+            return os.environ["WANDB_MODE"]
+        netrc = Path.home() / ".netrc"
+        has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+        return "online" if has_key else "offline"
+
+    def on_fold_start(self, fold, fold_dir, cfg):
+        self.run = self.wandb.init(
+            project=self.project, name=f"{self.run_dir.name}-fold{fold}", group=self.run_dir.name,
+            config=dict(cfg, fold=fold), dir=str(fold_dir), mode=self.mode(), reinit="finish_previous",
+        )  # fmt: skip
+
+    def on_epoch_end(self, fold, row):
+        self.run.log({k: v for k, v in row.items() if isinstance(v, int | float)}, step=row["epoch"])
+
+    def on_fold_end(self, fold, summary):
+        self.run.summary.update({"best_score": summary["best_score"], "best_epoch": summary["best_epoch"]})
+        self.run.finish()

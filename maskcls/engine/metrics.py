@@ -1,0 +1,74 @@
+"""Validation metrics: macro-F1 (the leaderboard metric), accuracy, per-class F1, confusion matrices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score
+
+from maskcls import labels
+
+
+def head_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
+    classes = list(range(num_classes))
+    per_class = f1_score(y_true, y_pred, labels=classes, average=None, zero_division=0)
+    return {
+        "f1": float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+        "acc": float((y_true == y_pred).mean()) if len(y_true) else 0.0,
+        "per_class_f1": [round(float(v), 4) for v in per_class],
+    }
+
+
+def class_predictions(probs: dict[str, np.ndarray]) -> np.ndarray:
+    """18-class predictions from per-task probabilities (or from an 18-way head directly)."""
+    if "class" in probs:
+        return probs["class"].argmax(1)
+    return labels.encode(probs["mask"].argmax(1), probs["gender"].argmax(1), probs["age"].argmax(1))
+
+
+def task_probs_from_class(p18: np.ndarray) -> dict[str, np.ndarray]:
+    """Marginal per-task probabilities of an 18-way distribution."""
+    p = p18.reshape(-1, 3, 2, 3)  # mask, gender, age: class = mask*6 + gender*3 + age
+    return {"mask": p.sum((2, 3)), "gender": p.sum((1, 3)), "age": p.sum((1, 2))}
+
+
+def evaluate(probs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
+    """Metrics per head, plus the combined 18-class metrics when all three tasks are present.
+
+    `score` is what picks the best checkpoint: the 18-class macro-F1 for joint models, else
+    the single head's macro-F1 (never accuracy: the leaderboard is macro-F1).
+    """
+    out = {name: head_metrics(targets[name], p.argmax(1), p.shape[1]) for name, p in probs.items()}
+    if "class" in probs or {"mask", "gender", "age"} <= set(probs):
+        out["class"] = head_metrics(targets["class"], class_predictions(probs), labels.NUM_CLASSES)
+        out["score"] = out["class"]["f1"]
+    else:
+        out["score"] = out[next(iter(probs))]["f1"]
+    return out
+
+
+def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from maskcls import io
+
+    cm = confusion_matrix(y_true, y_pred, labels=list(range(len(names))))
+    size = 3 + 0.45 * len(names)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if cm[i, j]:
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")  # fmt: skip
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
+    plt.close(fig)
+    return path

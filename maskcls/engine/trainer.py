@@ -1,0 +1,345 @@
+"""train(cfg): one loop for every task, on person-held-out folds.
+
+The task only decides which heads the model has and which index columns feed them
+(models.TASK_HEADS); sampling, losses, validation, checkpoints and resume are shared.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+
+from maskcls import io, labels
+from maskcls.config import Config
+from maskcls.data import assign_folds, load_folds, save_folds, scan_train
+from maskcls.data.dataset import FaceDataset, seed_worker
+from maskcls.data.sampling import BalancedSampler
+from maskcls.data.splits import apply_folds
+from maskcls.data.transforms import build_augment
+from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
+from maskcls.engine.inference import autocast, infer
+from maskcls.engine.losses import LOSSES, soft_targets
+from maskcls.engine.metrics import evaluate, plot_confusion
+from maskcls.errors import MaskclsError
+from maskcls.models import build_model, save_checkpoint, task_heads
+from maskcls.runs import new_run_dir
+
+console = Console()
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise MaskclsError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def auto_workers(device: torch.device) -> int:
+    cpus = os.cpu_count() or 1
+    if device.type == "cuda":
+        return min(8, cpus)
+    # On a small CPU box the model needs the cores; decoding at reduced scale is cheap.
+    return 0 if cpus <= 2 else min(4, cpus // 2)
+
+
+def seed_everything(*seed: int) -> None:
+    s = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+
+
+def load_table(cfg) -> pd.DataFrame:
+    """Train index with folds; pseudo-labelled rows (cfg.extra) get fold -1: train, never validate."""
+    table = scan_train(cfg.data, cfg.age_upper).table
+    table["pseudo"] = False
+    return table
+
+
+def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    path = run_dir / "folds.csv"
+    if path.exists():  # resume: the very same split
+        folds = load_folds(path)
+    elif cfg.folds_file:
+        folds = load_folds(cfg.folds_file)
+        save_folds(folds, path)
+    else:
+        folds = assign_folds(table, folds=cfg.folds, seed=cfg.seed)
+        save_folds(folds, path)
+    return folds
+
+
+def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg, steps_per_epoch: int):
+    """LR multiplier per optimizer step: warm-up, then cosine / step / exponential by epoch."""
+    total = cfg.epochs * steps_per_epoch
+    warm = min(cfg.warmup_epochs * steps_per_epoch, total - 1)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        epoch = step / steps_per_epoch
+        if cfg.scheduler == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+        if cfg.scheduler == "step":
+            return cfg.gamma ** int(epoch // cfg.step_size)
+        if cfg.scheduler == "exponential":
+            return cfg.exp_gamma ** int(epoch)
+        return 1.0
+
+    return factor
+
+
+def mix_batch(x: torch.Tensor, targets: dict, cfg, gen: torch.Generator):
+    """MixUp or CutMix (chosen at random when both are on) on images and soft targets."""
+    modes = [m for m in ("mixup", "cutmix") if cfg[m] > 0]
+    if not modes or torch.rand(1, generator=gen).item() < 0.5:
+        return x, targets
+    mode = modes[int(torch.randint(len(modes), (1,), generator=gen))]
+    alpha = torch.tensor(float(cfg[mode]))
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
+    x = x.float()
+    if mode == "mixup":
+        x = lam * x + (1 - lam) * x[perm]
+    else:
+        h, w = x.shape[2:]
+        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
+        cy, cx = int(torch.randint(h, (1,), generator=gen)), int(torch.randint(w, (1,), generator=gen))
+        y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+        x[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
+        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
+    return x, {k: lam * t + (1 - lam) * t[perm] for k, t in targets.items()}
+
+
+class FoldTrainer:
+    """Trains one fold: the loop, validation, checkpoints and resume."""
+
+    def __init__(self, cfg, table: pd.DataFrame, fold: int, fold_dir: Path, callbacks: list[Callback]):
+        self.cfg, self.fold, self.dir, self.callbacks = cfg, fold, fold_dir, callbacks
+        self.heads = task_heads(cfg)
+        self.device = resolve_device(cfg.device)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        self.train_df = table[table["fold"] != fold].reset_index(drop=True)
+        self.val_df = table[(table["fold"] == fold) & ~table["pseudo"]].reset_index(drop=True)
+        if self.val_df.empty or self.train_df.empty:
+            raise MaskclsError(f"fold {fold} leaves an empty train or validation set")
+        seed_everything(cfg.seed, fold)  # initialisation depends on the seed and fold only
+        self.model = build_model(cfg, self.heads).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.workers = cfg.workers if cfg.workers >= 0 else auto_workers(self.device)
+        self.train_loader = self._loader(self.train_df, train=True)
+        self.val_loader = self._loader(self.val_df, train=False)
+        self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accum_steps)
+        self.opt = build_optimizer(cfg, self.model)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.loss = LOSSES[cfg.loss]
+        self.start_epoch, self.best_score, self.best_epoch, self.history = 0, -1.0, -1, []
+        self.finished = False
+
+    def _loader(self, df: pd.DataFrame, train: bool) -> DataLoader:
+        cfg = self.cfg
+        y = df[list(self.heads)].to_numpy()
+        augment = build_augment(cfg.augment, cfg.img_size, seed=cfg.seed) if train else None
+        ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment)
+        kw = dict(num_workers=self.workers, pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
+                  persistent_workers=self.workers > 0)  # fmt: skip
+        if not train:
+            return DataLoader(ds, batch_size=cfg.batch_size * 2, shuffle=False, **kw)
+        balance_on = "class" if len(self.heads) > 1 else next(iter(self.heads))
+        self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.fold)
+        self.generator = torch.Generator()
+        return DataLoader(ds, batch_size=cfg.batch_size, sampler=self.sampler, generator=self.generator,
+                          drop_last=len(ds) > cfg.batch_size, **kw)  # fmt: skip
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def _state(self, epoch: int) -> dict:
+        return dict(
+            epoch=epoch, fold=self.fold, optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
+            scaler=self.scaler.state_dict(), best_score=self.best_score, best_epoch=self.best_epoch,
+            history=self.history, finished=self.finished,
+            rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+        )  # fmt: skip
+
+    def resume(self) -> None:
+        last = self.dir / "last.pt"
+        if not last.exists():
+            return
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = ckpt["epoch"] + 1
+        self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
+        self.history, self.finished = ckpt["history"], ckpt["finished"]
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        np.random.set_state(ckpt["rng"]["numpy"])
+        random.setstate(ckpt["rng"]["python"])
+        console.print(f"  resuming fold {self.fold} after epoch {ckpt['epoch'] + 1} of {self.cfg.epochs}")
+
+    # -- the loop ----------------------------------------------------------------------------
+    def train_one_epoch(self, epoch: int, progress: Progress) -> float:
+        cfg, model = self.cfg, self.model
+        model.train()
+        seed_everything(cfg.seed, self.fold, epoch)  # same batches and augmentations after a resume
+        self.sampler.set_epoch(epoch)
+        self.generator.manual_seed(cfg.seed * 1000 + self.fold * 100 + epoch)
+        aug = self.train_loader.dataset.augment
+        if aug is not None:
+            aug.set_random_seed(cfg.seed * 1000 + self.fold * 100 + epoch)
+        mix_gen = torch.Generator().manual_seed(cfg.seed + epoch)
+        weights = {h: cfg.loss_weights.get(h, 1.0) for h in self.heads}
+        task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_loader), loss=float("nan"))
+        total, n = 0.0, 0
+        self.opt.zero_grad(set_to_none=True)
+        for step, (x, y) in enumerate(self.train_loader):
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            targets = {h: soft_targets(y[:, i], h, n_cls, self.loss, cfg.label_smoothing)
+                       for i, (h, n_cls) in enumerate(self.heads.items())}  # fmt: skip
+            x, targets = mix_batch(x, targets, cfg, mix_gen)
+            with autocast(self.device, self.amp):
+                out = model(x)
+            loss = sum(weights[h] * self.loss.criterion(out[h], targets[h], cfg.focal_gamma) for h in self.heads)
+            if not torch.isfinite(loss):
+                last = self.dir / "last.pt"
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished yet"
+                raise MaskclsError(
+                    f"fold {self.fold} epoch {epoch + 1} step {step}: loss is {loss.item()}, stopped; {kept} "
+                    "(try a lower --lr)"
+                )
+            self.scaler.scale(loss / cfg.accum_steps).backward()
+            if (step + 1) % cfg.accum_steps == 0 or step + 1 == len(self.train_loader):
+                self.scaler.step(self.opt)
+                self.scaler.update()
+                self.opt.zero_grad(set_to_none=True)
+                self.sched.step()
+            total += loss.item() * len(x)
+            n += len(x)
+            progress.update(task, advance=1, loss=total / n)
+        progress.remove_task(task)
+        return total / max(n, 1)
+
+    def validate(self) -> tuple[dict, dict]:
+        probs = infer(self.model, self.val_loader, self.device, self.amp)
+        targets = {h: self.val_df[h].to_numpy() for h in [*self.heads, "class"]}
+        return probs, evaluate(probs, targets)
+
+    def fit(self) -> dict:
+        self.resume()
+        for cb in self.callbacks:
+            cb.on_fold_start(self.fold, self.dir, self.cfg)
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]  # fmt: skip
+        with Progress(*columns, console=console, transient=True) as progress:
+            for epoch in range(self.start_epoch, self.cfg.epochs):
+                if self.finished:
+                    break
+                t0 = time.time()
+                train_loss = self.train_one_epoch(epoch, progress)
+                probs, metrics = self.validate()
+                improved = metrics["score"] > self.best_score
+                if improved:
+                    self.best_score, self.best_epoch = metrics["score"], epoch
+                row = {"epoch": epoch, "train_loss": train_loss, "score": metrics["score"],
+                       "lr": self.opt.param_groups[0]["lr"], "seconds": time.time() - t0, "best": improved,
+                       **{f"{h}_f1": m["f1"] for h, m in metrics.items() if isinstance(m, dict)},
+                       **{f"{h}_acc": m["acc"] for h, m in metrics.items() if isinstance(m, dict)}}  # fmt: skip
+                self.history.append(row)
+                patience = self.cfg.patience
+                self.finished = epoch + 1 == self.cfg.epochs or bool(patience and epoch - self.best_epoch >= patience)
+                if improved:
+                    self._save_best(epoch, probs, metrics)
+                save_checkpoint(self.dir / "last.pt", self.model, self.cfg, self.heads, **self._state(epoch))
+                io.write_csv(self.dir / "history.csv", pd.DataFrame(self.history))
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self.fold, row)
+        summary = json.loads((self.dir / "metrics.json").read_text())
+        for cb in self.callbacks:
+            cb.on_fold_end(self.fold, summary)
+        return summary
+
+    def _save_best(self, epoch: int, probs: dict, metrics: dict) -> None:
+        save_checkpoint(self.dir / "best.pt", self.model, self.cfg, self.heads, epoch=epoch, fold=self.fold,
+                        best_score=metrics["score"])  # fmt: skip
+        io.write_csv(self.dir / "oof.csv", oof_table(self.val_df, probs, self.fold))
+        io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch,
+                                                  "best_score": metrics["score"], "metrics": metrics})  # fmt: skip
+        for head, p in probs.items():
+            names = labels.task_classes(head, self.cfg.age_upper)
+            plot_confusion(self.val_df[head].to_numpy(), p.argmax(1), names, self.dir / f"confusion_{head}.png",
+                           f"fold {self.fold} {head}, epoch {epoch + 1}")  # fmt: skip
+
+
+def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:
+    """Out-of-fold rows: path, person, labels, fold, one probability column per class of each head."""
+    out = df[["path", "person", "mask", "gender", "age", "class"]].copy()
+    out["fold"] = fold
+    for head, p in probs.items():
+        for k in range(p.shape[1]):
+            out[f"{head}_{k}"] = p[:, k]
+    return out
+
+
+def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | None = None) -> Path:
+    """Train every fold the config asks for; returns the run directory."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.json").is_file():
+            raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
+        cfg = Config(json.loads((run_dir / "config.json").read_text()))
+    else:
+        if cfg.data is None:
+            raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
+        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}")
+        io.write_json(run_dir / "config.json", cfg)
+        heads = task_heads(cfg)
+        io.write_json(run_dir / "label_map.json", {h: labels.task_classes(h, cfg.age_upper) for h in heads})
+    console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
+    table = load_table(cfg)
+    folds = build_folds(cfg, table[~table["pseudo"]], run_dir)
+    table = apply_folds(table, folds, str(run_dir / "folds.csv"))
+    fold_ids = [int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all" else [int(cfg.fold)]
+    callbacks = callbacks if callbacks is not None else [ConsoleCallback(console)]
+    if cfg.wandb:
+        callbacks = [*callbacks, WandbCallback(cfg.wandb_project, run_dir)]
+    summaries = []
+    for k in fold_ids:
+        try:
+            summaries.append(FoldTrainer(cfg, table, k, run_dir / f"fold{k}", callbacks).fit())
+        except torch.cuda.OutOfMemoryError:
+            raise MaskclsError(
+                f"CUDA out of memory at batch size {cfg.batch_size}: lower --batch-size "
+                "(or keep the effective batch with accum_steps)"
+            ) from None
+    oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in fold_ids], ignore_index=True)
+    io.write_csv(run_dir / "oof.csv", oof)
+    io.write_json(run_dir / "summary.json", {"folds": [int(k) for k in fold_ids],
+                  "scores": [s["best_score"] for s in summaries],
+                  "mean_score": float(np.mean([s["best_score"] for s in summaries]))})  # fmt: skip
+    return run_dir

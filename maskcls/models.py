@@ -1,0 +1,128 @@
+"""Backbones from timm, one linear head per task, and checkpoints that carry their config.
+
+A model takes uint8 images (B, 3, H, W) and normalises them itself with the backbone's
+mean/std, so training, prediction and any future export agree by construction.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from maskcls import labels
+from maskcls.errors import MaskclsError
+
+# Heads per task preset: the task is data, the engine is the same.
+TASK_HEADS: dict[str, dict[str, int]] = {
+    "mask": {"mask": 3},
+    "gender": {"gender": 2},
+    "age": {"age": 3},
+    "joint": {"mask": 3, "gender": 2, "age": 3},
+    "joint/flat18": {"class": labels.NUM_CLASSES},
+}
+
+
+def task_heads(cfg) -> dict[str, int]:
+    key = "joint/flat18" if cfg.task == "joint" and cfg.head == "flat18" else cfg.task
+    return dict(TASK_HEADS[key])
+
+
+class Classifier(nn.Module):
+    def __init__(self, backbone: nn.Module, heads: dict[str, int], mean, std, drop: float = 0.0):
+        super().__init__()
+        self.backbone = backbone
+        self.drop = nn.Dropout(drop)
+        self.heads = nn.ModuleDict({name: nn.Linear(backbone.num_features, n) for name, n in heads.items()})
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = (x.float() - self.mean) / self.std
+        f = self.drop(self.backbone(x))
+        return {name: head(f) for name, head in self.heads.items()}
+
+
+def check_backbone(name: str) -> None:
+    import timm
+
+    if name not in timm.list_models() and not timm.is_model(name):
+        close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
+        hint = f" (close: {', '.join(close)})" if close else " (see timm.list_models())"
+        raise MaskclsError(f"unknown backbone {name!r}{hint}")
+
+
+def build_model(cfg, heads: dict[str, int]) -> Classifier:
+    """Backbone by timm name; --pretrained downloads through timm's hub, --weights reads a local file."""
+    import timm
+
+    check_backbone(cfg.backbone)
+    weights = Path(cfg.weights) if cfg.weights else None
+    if weights is not None and not weights.is_file():
+        raise MaskclsError(f"{weights}: weights file not found")
+    own = weights is not None and _is_maskcls_checkpoint(weights)
+    kwargs = {"num_classes": 0}
+    if weights is not None and not own:  # a timm / torchvision state dict: let timm map and filter it
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
+    else:
+        kwargs["pretrained"] = bool(cfg.pretrained)
+    try:
+        backbone = timm.create_model(cfg.backbone, **kwargs)
+    except RuntimeError as e:  # size mismatches and missing keys from load_state_dict
+        raise MaskclsError(f"{weights}: weights do not fit backbone {cfg.backbone} ({_first_line(e)})") from None
+    dc = backbone.pretrained_cfg
+    model = Classifier(backbone, heads, dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225)))
+    if own:
+        load_weights(model, weights, cfg.backbone)
+    return model
+
+
+def _first_line(e: Exception) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return "; ".join(lines[:2])[:300]
+
+
+def _is_maskcls_checkpoint(path: Path) -> bool:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise MaskclsError(f"{path}: cannot read weights ({_first_line(e)})") from None
+    return isinstance(obj, dict) and "model" in obj and "config" in obj
+
+
+def load_weights(model: Classifier, path: Path, backbone_name: str) -> None:
+    """Load a maskcls checkpoint: the backbone must fit; heads load only where shapes match."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = ckpt["model"]
+    if ckpt["config"].get("backbone") != backbone_name:
+        raise MaskclsError(
+            f"{path}: weights are for backbone {ckpt['config'].get('backbone')!r}, not {backbone_name!r}"
+        )
+    own = model.state_dict()
+    fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    missing_backbone = [k for k in own if k.startswith("backbone.") and k not in fitting]
+    if missing_backbone:
+        raise MaskclsError(f"{path}: weights do not fit backbone {backbone_name} (e.g. {missing_backbone[0]})")
+    model.load_state_dict(fitting, strict=False)  # heads of other class counts keep their fresh init
+
+
+def save_checkpoint(path: Path, model: nn.Module, cfg, heads: dict[str, int], **state) -> None:
+    from maskcls import io
+
+    label_map = {name: labels.task_classes(name, cfg["age_upper"]) for name in heads}
+    io.torch_save(
+        path, {"model": model.state_dict(), "config": dict(cfg), "heads": heads, "label_map": label_map, **state}
+    )
+
+
+def load_for_inference(path: Path, device: torch.device) -> tuple[Classifier, dict]:
+    """A model rebuilt from a checkpoint's own config (no download), in eval mode."""
+    from maskcls.config import Config
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = Config(ckpt["config"], pretrained=False, weights=None)
+    model = build_model(cfg, ckpt["heads"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), ckpt

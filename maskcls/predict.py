@@ -1,0 +1,67 @@
+"""Per-image probabilities for the eval images, averaged over every fold of every run given.
+
+Output CSV: ImageID, then `<head>_<k>` per class (mask_0..2, gender_0..1, age_0..2, and
+class_0..17 for an 18-way head, whose per-task marginals are added too). The column
+prefixes record the task, so ensemble and submit can check what they are combining.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.console import Console
+from rich.progress import Progress
+from torch.utils.data import DataLoader
+
+from maskcls import io
+from maskcls.data import scan_eval
+from maskcls.data.dataset import FaceDataset
+from maskcls.engine.inference import infer
+from maskcls.engine.metrics import task_probs_from_class
+from maskcls.engine.trainer import auto_workers, resolve_device
+from maskcls.errors import MaskclsError
+from maskcls.models import load_for_inference
+from maskcls.runs import fold_checkpoints
+
+
+def probs_table(image_ids, probs: dict[str, np.ndarray]) -> pd.DataFrame:
+    if "class" in probs:
+        probs = {**task_probs_from_class(probs["class"]), **probs}
+    cols = {"ImageID": list(image_ids)}
+    for head, p in probs.items():
+        cols.update({f"{head}_{k}": p[:, k] for k in range(p.shape[1])})
+    return pd.DataFrame(cols)
+
+
+def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_size: int = 64,
+            device: str = "auto", console: Console | None = None) -> pd.DataFrame:  # fmt: skip
+    console = console or Console()
+    dev = resolve_device(device)
+    ev = scan_eval(data).table
+    checkpoints = [c for r in runs for c in fold_checkpoints(r)]
+    total: dict[str, np.ndarray] = {}
+    heads_seen = None
+    with Progress(console=console, transient=True) as progress:
+        for ckpt_path in checkpoints:
+            model, ckpt = load_for_inference(ckpt_path, dev)
+            if heads_seen is not None and ckpt["heads"] != heads_seen:
+                raise MaskclsError(f"{ckpt_path}: heads {ckpt['heads']} differ from the other runs' {heads_seen}")
+            heads_seen = ckpt["heads"]
+            ds = FaceDataset(ev["path"].tolist(), None, ckpt["config"]["img_size"])
+            loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
+            task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
+            probs = infer(model, loader, dev, amp=dev.type == "cuda", tta=tta,
+                          progress=lambda n, t=task: progress.update(t, advance=n))  # fmt: skip
+            for k, v in probs.items():
+                total[k] = total.get(k, 0) + v / len(checkpoints)
+            del model
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+    table = probs_table(ev["ImageID"], total)
+    io.write_csv(out, table)
+    console.print(f"wrote {out}: {len(table)} images, {len(checkpoints)} checkpoint(s), heads {', '.join(total)}"
+                  f"{', hflip TTA' if tta else ''}")  # fmt: skip
+    return table

@@ -1,0 +1,170 @@
+"""The training engine, for real: tiny timm backbones on the generated demo set, on CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from maskcls import config
+from maskcls.errors import MaskclsError
+from tests.conftest import run_cli
+
+# Small but honest: a 370k-parameter timm test backbone at 96x72 learns the demo set in seconds.
+TINY = ["--backbone", "test_resnet", "--img-size", "96", "72", "--batch-size", "16", "--lr", "3e-3", "--workers", "0"]
+
+
+def train(capsys, tmp_path, data, task, *extra):
+    code, out, err = run_cli(capsys, f"train-{task}", "--data", data, "--out", tmp_path / "runs", *TINY, *extra)
+    assert code == 0, err
+    runs = sorted((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
+    return runs[-1], out
+
+
+@pytest.fixture(scope="module")
+def joint_run(demo_data, tmp_path_factory):
+    from maskcls.cli import main
+
+    out = tmp_path_factory.mktemp("joint")
+    assert main(["train-joint", "--data", str(demo_data), "--out", str(out), *TINY, "--epochs", "12"]) == 0
+    return out / "joint-test_resnet"
+
+
+def test_joint_learns_all_three_tasks(joint_run):
+    m = json.loads((joint_run / "fold0" / "metrics.json").read_text())["metrics"]
+    # Chance is ~0.33 (mask), 0.5 (gender), 0.33 (age) and ~0.06 for the 18 classes.
+    assert m["mask"]["f1"] > 0.7 and m["gender"]["f1"] > 0.7 and m["age"]["f1"] > 0.6
+    assert m["class"]["f1"] > 0.35
+    for name in ("config.json", "label_map.json", "folds.csv", "oof.csv", "summary.json"):
+        assert (joint_run / name).is_file()
+    for name in ("best.pt", "last.pt", "history.csv", "confusion_class.png", "confusion_mask.png"):
+        assert (joint_run / "fold0" / name).is_file() or name == "confusion_class.png"
+    ckpt = torch.load(joint_run / "fold0" / "last.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "scaler", "epoch", "rng", "config", "label_map"} <= set(ckpt)
+    assert ckpt["label_map"]["age"] == ["<30", "30-59", ">=60"] and ckpt["epoch"] == 11
+
+
+@pytest.mark.parametrize("task,bar", [("mask", 0.6), ("gender", 0.7), ("age", 0.55)])
+def test_single_task_commands_learn(demo_data, tmp_path, capsys, task, bar):
+    run, out = train(capsys, tmp_path, demo_data, task, "--epochs", "12")
+    metrics = json.loads((run / "fold0" / "metrics.json").read_text())
+    assert set(metrics["metrics"]) == {task, "score"}
+    assert metrics["best_score"] > bar, metrics
+    oof = pd.read_csv(run / "oof.csv")
+    cols = [c for c in oof.columns if c.startswith(f"{task}_")]
+    assert np.allclose(oof[cols].sum(axis=1), 1, atol=1e-4)
+    assert "best epoch" in out
+
+
+def test_resume_after_sigkill_finishes_all_epochs_with_saved_optimizer(demo_data, tmp_path):
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "maskcls", "train-gender", "--data", str(demo_data), "--out", str(runs), *TINY,
+           "--epochs", "5", "--name", "killed"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = runs / "killed" / "fold0" / "last.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline and not last.exists():
+        time.sleep(0.2)
+    time.sleep(0.5)  # now somewhere inside epoch 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = torch.load(last, weights_only=False)
+    assert before["epoch"] < 4, "the run finished before it could be killed"
+    from maskcls.cli import main
+
+    assert main(["train-gender", "--resume", str(runs / "killed")]) == 0
+    after = torch.load(last, weights_only=False)
+    assert after["epoch"] == 4 and after["finished"]
+    assert [r["epoch"] for r in after["history"]] == list(range(5))
+    # Adam moments continued from the saved state: step count is the full run's.
+    steps = next(iter(after["optimizer"]["state"].values()))["step"]
+    first = next(iter(before["optimizer"]["state"].values()))["step"]
+    assert float(steps) == pytest.approx(float(first) * 5 / (before["epoch"] + 1))
+
+
+def test_weights_from_a_local_maskcls_checkpoint_and_a_timm_state_dict(joint_run, demo_data, tmp_path):
+    import timm
+
+    from maskcls.models import build_model
+
+    cfg = config.resolve("age", flags={"backbone": "test_resnet", "weights": str(joint_run / "fold0" / "best.pt")})
+    model = build_model(cfg, {"age": 3})
+    saved = torch.load(joint_run / "fold0" / "best.pt", weights_only=False)["model"]
+    for k, v in model.state_dict().items():
+        if k.startswith("backbone."):
+            assert torch.equal(v, saved[k]), k
+    assert torch.equal(model.state_dict()["heads.age.weight"], saved["heads.age.weight"])  # 3 classes: kept
+
+    timm_file = tmp_path / "timm_test_resnet.pth"
+    ref = timm.create_model("test_resnet", pretrained=False)
+    torch.save(ref.state_dict(), timm_file)
+    model = build_model(
+        config.resolve("mask", flags={"backbone": "test_resnet", "weights": str(timm_file)}), {"mask": 3}
+    )
+    for k, v in ref.state_dict().items():
+        if not k.startswith("fc."):
+            assert torch.equal(model.backbone.state_dict()[k], v), k
+
+    with pytest.raises(MaskclsError, match="do not fit backbone resnet10t"):
+        build_model(config.resolve("mask", flags={"backbone": "resnet10t", "weights": str(timm_file)}), {"mask": 3})
+
+
+def test_folds_all_trains_every_fold_with_disjoint_persons(demo_data, tmp_path, capsys):
+    run, _ = train(capsys, tmp_path, demo_data, "mask", "--epochs", "1", "--folds", "3", "--folds", "all")
+    assert sorted(p.name for p in run.glob("fold*")) == ["fold0", "fold1", "fold2"]
+    oof = pd.read_csv(run / "oof.csv", dtype={"person": str})
+    assert len(oof) == 420 and oof.groupby("person")["fold"].nunique().max() == 1
+    assert len(json.loads((run / "summary.json").read_text())["scores"]) == 3
+
+
+def test_predict_probabilities_sum_to_one_per_task(joint_run, demo_data, tmp_path, capsys):
+    out = tmp_path / "pred.csv"
+    code, text, err = run_cli(capsys, "predict", joint_run, "--data", demo_data, "--out", out, "--tta")
+    assert code == 0, err
+    p = pd.read_csv(out)
+    info = pd.read_csv(demo_data / "eval" / "info.csv")
+    assert p["ImageID"].tolist() == info["ImageID"].tolist()
+    for task, n in (("mask", 3), ("gender", 2), ("age", 3)):
+        assert np.allclose(p[[f"{task}_{k}" for k in range(n)]].sum(axis=1), 1, atol=1e-4)
+
+
+def test_config_precedence(tmp_path):
+    base = config.defaults()
+    age = config.resolve("age")
+    assert age.loss == "neighbor" and age.optimizer == base.optimizer  # task preset over args.json
+    f = tmp_path / "c.json"
+    f.write_text(json.dumps({"loss": "focal", "epochs": 3, "lr": 0.01}))
+    cfg = config.resolve("age", f, {"epochs": 7, "lr": None})
+    assert cfg.loss == "focal" and cfg.epochs == 7 and cfg.lr == 0.01  # file over preset, flags over file
+    f.write_text(json.dumps({"epoch": 3}))
+    with pytest.raises(MaskclsError, match="did you mean epochs"):
+        config.resolve("age", f)
+    with pytest.raises(MaskclsError, match="optimizer must be one of"):
+        config.resolve("age", flags={"optimizer": "lion"})
+
+
+def test_resolved_config_is_saved_in_run_dir(joint_run):
+    saved = json.loads((joint_run / "config.json").read_text())
+    assert saved["task"] == "joint" and saved["img_size"] == [96, 72] and saved["epochs"] == 12
+    assert (joint_run / "folds.csv").read_text().startswith("person,fold")
+
+
+def test_bad_input_is_one_line(demo_data, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, "--backbone", "resnet1B", "--out", tmp_path)
+    assert code == 2 and "unknown backbone 'resnet1B'" in err and "resnet18" in err
+    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, *TINY, "--lr", "1e30", "--optimizer", "sgd",
+                           "--epochs", "1", "--out", tmp_path)  # fmt: skip
+    assert code == 2 and "loss is" in err and "lower --lr" in err and "Traceback" not in err
+
+
+def test_wandb_offline_logs_the_resolved_config(demo_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run, _ = train(capsys, tmp_path, demo_data, "gender", "--epochs", "1", "--wandb")
+    assert list((run / "fold0").rglob("*.wandb")), "no offline wandb run was written"
