@@ -116,8 +116,8 @@ def test_weights_from_a_local_maskcls_checkpoint_and_a_timm_state_dict(joint_run
 
 
 def test_folds_all_trains_every_fold_with_disjoint_persons(demo_data, tmp_path, capsys):
-    run, _ = train(capsys, tmp_path, demo_data, "mask", "--epochs", "1", "--folds", "3", "--folds", "all")
-    assert sorted(p.name for p in run.glob("fold*")) == ["fold0", "fold1", "fold2"]
+    run, _ = train(capsys, tmp_path, demo_data, "mask", "--epochs", "1", "--folds", "3", "--fold", "all")
+    assert sorted(p.name for p in run.glob("fold*") if p.is_dir()) == ["fold0", "fold1", "fold2"]
     oof = pd.read_csv(run / "oof.csv", dtype={"person": str})
     assert len(oof) == 420 and oof.groupby("person")["fold"].nunique().max() == 1
     assert len(json.loads((run / "summary.json").read_text())["scores"]) == 3

@@ -26,6 +26,14 @@ def parse_img_size(text: str | None) -> list[int] | None:
     return size * 2 if len(size) == 1 else size
 
 
+def parse_count_or_all(text: str | None, flag: str) -> int | str | None:
+    if text is None or text == "all":
+        return text
+    if not text.isdigit():
+        raise typer.BadParameter(f"expected a number or 'all', got {text!r}", param_hint=flag)
+    return int(text)
+
+
 def make_train_command(task: str):
     def command(
         data: DataDir = None,
@@ -107,10 +115,14 @@ def make_train_command(task: str):
             bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).", rich_help_panel=OPTIM)
         ] = None,
         fold: Annotated[
-            int | None, typer.Option(help="Train this fold (validation = persons of fold K).", rich_help_panel=RUN)
+            str | None,
+            typer.Option(help="Train fold K (validation = the persons of fold K), or 'all'.", rich_help_panel=RUN),
         ] = None,
         folds: Annotated[
-            str | None, typer.Option(help="Number of folds, or 'all' to train every fold.", rich_help_panel=RUN)
+            str | None,
+            typer.Option(
+                help="Number of folds N, or 'all' to train every fold; both: --folds 3 --fold all.", rich_help_panel=RUN
+            ),
         ] = None,
         seed: Annotated[
             int | None,
@@ -153,15 +165,15 @@ def make_train_command(task: str):
             augment=augment, oversample=oversample, age_upper=age_upper, extra=None if extra is None else str(extra),
             mixup=mixup, cutmix=cutmix, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             scheduler=scheduler, weight_decay=weight_decay, loss=loss, label_smoothing=label_smoothing,
-            accum_steps=accum_steps, patience=patience, amp=amp, fold=fold, seed=seed,
+            accum_steps=accum_steps, patience=patience, amp=amp, seed=seed,
             out=None if out is None else str(out), name=name, workers=workers, device=device, wandb=wandb or None,
         )  # fmt: skip
-        if folds == "all":
+        flags["fold"] = parse_count_or_all(fold, "--fold")
+        n_folds = parse_count_or_all(folds, "--folds")
+        if n_folds == "all":
             flags["fold"] = "all"
-        elif folds is not None:
-            if not folds.isdigit():
-                raise typer.BadParameter(f"expected a number or 'all', got {folds!r}", param_hint="--folds")
-            flags["folds"] = int(folds)
+        elif n_folds is not None:
+            flags["folds"] = n_folds
         if resume is not None:
             train(None, resume=resume)
             return
