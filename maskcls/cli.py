@@ -8,7 +8,7 @@ import click
 import typer
 from rich.console import Console
 
-from maskcls.commands import eda, make_demo, predict, train
+from maskcls.commands import crop, eda, make_demo, predict, submit, train
 from maskcls.errors import MaskclsError
 
 app = typer.Typer(
@@ -21,9 +21,13 @@ app = typer.Typer(
 )
 app.command("make-demo", rich_help_panel="Data")(make_demo.make_demo_command)
 app.command("eda", rich_help_panel="Data")(eda.eda_command)
+app.command("crop", rich_help_panel="Data")(crop.crop_command)
 for _task in ("mask", "gender", "age", "joint"):
     app.command(f"train-{_task}", rich_help_panel="Train")(train.make_train_command(_task))
 app.command("predict", rich_help_panel="Predict and submit")(predict.predict_command)
+app.command("ensemble", rich_help_panel="Predict and submit")(submit.ensemble_command)
+app.command("pseudo-label", rich_help_panel="Predict and submit")(submit.pseudo_label_command)
+app.command("submit", rich_help_panel="Predict and submit")(submit.submit_command)
 
 
 def join_img_size(argv: list[str]) -> list[str]:

@@ -30,6 +30,8 @@ def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
     run_dir = Path(run_dir)
     if run_dir.is_file():
         return [run_dir]
+    if (run_dir / which).is_file():  # a single fold folder
+        return [run_dir / which]
     found = sorted(run_dir.glob(f"fold*/{which}"))
     if not found:
         raise MaskclsError(f"{run_dir}: no fold*/{which} found (is this a maskcls run directory?)")

@@ -65,6 +65,13 @@ def load_table(cfg) -> pd.DataFrame:
     """Train index with folds; pseudo-labelled rows (cfg.extra) get fold -1: train, never validate."""
     table = scan_train(cfg.data, cfg.age_upper).table
     table["pseudo"] = False
+    if cfg.extra:
+        from maskcls.pseudo import load_pseudo
+
+        extra = load_pseudo(cfg.extra, cfg.age_upper)
+        extra["pseudo"] = True
+        console.print(f"pseudo-labelled rows from {cfg.extra}: {len(extra)} (train only)")
+        table = pd.concat([table, extra], ignore_index=True)
     return table
 
 
@@ -322,8 +329,10 @@ def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | N
         io.write_json(run_dir / "label_map.json", {h: labels.task_classes(h, cfg.age_upper) for h in heads})
     console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
     table = load_table(cfg)
-    folds = build_folds(cfg, table[~table["pseudo"]], run_dir)
-    table = apply_folds(table, folds, str(run_dir / "folds.csv"))
+    real = table[~table["pseudo"]]
+    folds = build_folds(cfg, real, run_dir)
+    pseudo = table[table["pseudo"]].assign(fold=-1)  # fold -1: in every training set, never validated
+    table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), pseudo], ignore_index=True)
     fold_ids = [int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all" else [int(cfg.fold)]
     callbacks = callbacks if callbacks is not None else [ConsoleCallback(console)]
     if cfg.wandb:

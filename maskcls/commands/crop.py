@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maskcls.commands.options import DataDir
+
+
+def crop_command(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="CROPDIR: same layout as --data, faces only; use it as --data later.")],
+    detectors: Annotated[
+        str, typer.Option(help="Detector chain, first hit wins: retinaface, mtcnn, haar, center.")
+    ] = "haar,center",
+    size: Annotated[str, typer.Option(help="Output size H W, e.g. '320 240' or '320x240'.")] = "320 240",
+    margin: Annotated[float, typer.Option(help="Margin around the face box, as a share of its size per side.")] = 0.2,
+    retinaface_weights: Annotated[
+        Path | None,
+        typer.Option(help="Local RetinaFace weights (offline); else the release URL.", dir_okay=False, exists=True),
+    ] = None,
+    retinaface_threshold: Annotated[float, typer.Option(help="RetinaFace confidence threshold.")] = 0.7,
+    device: Annotated[str, typer.Option(help="Device for RetinaFace/MTCNN: auto, cpu or cuda.")] = "auto",
+    workers: Annotated[
+        int, typer.Option(help="Threads for reading, Haar detection and writing (-1 = all cores).")
+    ] = -1,
+    batch_size: Annotated[
+        int, typer.Option(help="Images per detection batch (RetinaFace runs them as one batch).")
+    ] = 16,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any image could not be read.")] = False,
+) -> None:
+    """Crop the face of every train and eval image (resumable: a second run skips finished images).
+
+    Example: [bold]maskcls crop --data ../shared/data/maskproxy-dev --out crops/[/]
+    """
+    import os
+
+    from maskcls.commands.train import parse_img_size
+    from maskcls.crop import CropSettings, run_crop
+    from maskcls.engine.trainer import resolve_device
+
+    h, w = parse_img_size(size)
+    dev = str(resolve_device(device))
+    result = run_crop(
+        data, out, [d.strip() for d in detectors.split(",") if d.strip()], CropSettings(size=(h, w), margin=margin),
+        workers=(os.cpu_count() or 1) if workers < 0 else workers, batch_size=batch_size, strict=strict,
+        weights=None if retinaface_weights is None else str(retinaface_weights), device=dev,
+        threshold=retinaface_threshold,
+    )  # fmt: skip
+    if strict and result["failed"]:
+        raise typer.Exit(code=1)

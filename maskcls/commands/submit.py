@@ -1,0 +1,90 @@
+"""ensemble, submit and pseudo-label: from prediction files to the leaderboard CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from maskcls.commands.options import AgeUpper, DataDir
+
+PredFile = Annotated[
+    Path | None, typer.Option(help="Prediction CSV from `maskcls predict` or `maskcls ensemble`.", dir_okay=False)
+]
+
+
+def _sources(mask, gender, age, joint) -> dict[str, Path]:
+    return {k: v for k, v in {"mask": mask, "gender": gender, "age": age, "joint": joint}.items() if v is not None}
+
+
+def ensemble_command(
+    preds: Annotated[
+        list[Path], typer.Argument(help="Prediction CSVs of the same task(s) and images.", dir_okay=False)
+    ],
+    out: Annotated[Path, typer.Option(help="Where to write the combined prediction CSV.")],
+    weights: Annotated[str | None, typer.Option(help="Comma-separated weights, one per file (default equal).")] = None,
+    method: Annotated[str, typer.Option(help="mean (arithmetic soft vote) or geometric.")] = "mean",
+) -> None:
+    """Soft-vote prediction files: folds, backbones, TTA variants.
+
+    Example: [bold]maskcls ensemble preds/age_r18.csv preds/age_effb0.csv --weights 1,2 --out preds/age.csv[/]
+    """
+    from rich.console import Console
+
+    from maskcls.ensemble import write_ensemble
+    from maskcls.errors import MaskclsError
+
+    try:
+        w = [float(x) for x in weights.split(",")] if weights else None
+    except ValueError:
+        raise MaskclsError(f"--weights must be comma-separated numbers (got {weights!r})") from None
+    df = write_ensemble(preds, out, w, method)
+    Console().print(f"wrote {out}: {len(df)} images from {len(preds)} files ({method})")
+
+
+def submit_command(
+    data: DataDir,
+    mask: PredFile = None,
+    gender: PredFile = None,
+    age: PredFile = None,
+    joint: PredFile = None,
+    out: Annotated[Path, typer.Option(help="Folder for the submission CSV (named by time and input hash).")] = Path(
+        "submissions"
+    ),
+    answers: Annotated[
+        Path | None, typer.Option(help="Answer key (ImageID,ans) to print a local macro-F1.", dir_okay=False)
+    ] = None,
+) -> None:
+    """Write the leaderboard CSV: eval/info.csv order, ans = mask*6 + gender*3 + age.
+
+    Example: [bold]maskcls submit --mask m.csv --gender g.csv --age a.csv --data crops/ --out submissions/[/]
+    """
+    from maskcls.submit import submit
+
+    submit(_sources(mask, gender, age, joint), data, out, answers)
+
+
+def pseudo_label_command(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="Pseudo-label CSV, for train commands' --extra.")],
+    mask: PredFile = None,
+    gender: PredFile = None,
+    age: PredFile = None,
+    joint: PredFile = None,
+    threshold: Annotated[
+        float, typer.Option(help="Keep images whose every task's top probability is at least this.")
+    ] = 0.9,
+    age_upper: AgeUpper = 60,
+) -> None:
+    """Label confidently predicted eval images for another round of training (train only, never validation).
+
+    Example: [bold]maskcls pseudo-label --joint j.csv --data crops/ --threshold 0.9 --out pseudo.csv[/]
+    """
+    from rich.console import Console
+
+    from maskcls.pseudo import pseudo_label, write_pseudo
+
+    df = pseudo_label(_sources(mask, gender, age, joint), data, threshold, age_upper)
+    write_pseudo(df, out)
+    Console().print(f"wrote {out}: {len(df)} confident images (threshold {threshold})")

@@ -1,0 +1,182 @@
+"""`maskcls crop`: one face crop per image, in the same contest layout, resumable.
+
+    CROPDIR/train/images/<person>/<stem>.jpg    CROPDIR/train/train.csv (copied)
+    CROPDIR/eval/images/<ImageID>               CROPDIR/eval/info.csv   (copied)
+    CROPDIR/boxes.csv                           path, detector, score, x0, y0, x1, y1
+
+Every image gets exactly one row in boxes.csv: its crop, or `failed` when it cannot be read.
+A second run skips what boxes.csv already records (and whose crop exists).
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from maskcls import io
+from maskcls.data import scan_eval, scan_train
+from maskcls.detectors import Box, create_detectors, most_plausible
+
+BOX_COLUMNS = ["path", "detector", "score", "x0", "y0", "x1", "y1"]
+
+
+@dataclass
+class CropJob:
+    src: str  # absolute input path
+    rel: str  # output path relative to CROPDIR (also the key in boxes.csv)
+
+
+@dataclass
+class CropSettings:
+    size: tuple[int, int] = (320, 240)  # output (H, W); 4:3 like the photos
+    margin: float = 0.2  # added on every side, as a share of the face box
+    down_shift: float = 0.1  # the box moves down by this share of its height: keeps the chin and mask
+
+
+def list_jobs(data: Path) -> list[CropJob]:
+    jobs = []
+    train = scan_train(data).table
+    for path, person_dir, stem in zip(train["path"], train["path"].map(lambda p: Path(p).parent.name), train["stem"],
+                                      strict=True):  # fmt: skip
+        jobs.append(CropJob(path, f"train/images/{person_dir}/{stem}.jpg"))
+    if (data / "eval").exists():
+        ev = scan_eval(data).table
+        jobs += [CropJob(p, f"eval/images/{i}") for p, i in zip(ev["path"], ev["ImageID"], strict=True)]
+    return jobs
+
+
+def crop_box(face: Box, width: int, height: int, s: CropSettings) -> tuple[int, int, int, int]:
+    """Face box -> crop rectangle with margin and the output aspect, shifted (not padded) into the image."""
+    cx, cy = (face.x0 + face.x1) / 2, (face.y0 + face.y1) / 2 + s.down_shift * face.h
+    w, h = face.w * (1 + 2 * s.margin), face.h * (1 + 2 * s.margin)
+    aspect = s.size[1] / s.size[0]  # W / H
+    w, h = max(w, h * aspect), max(h, w / aspect)
+    w, h = min(w, width), min(h, height)
+    w, h = min(w, h * aspect), min(h, w / aspect)
+    x0 = int(round(min(max(cx - w / 2, 0), width - w)))
+    y0 = int(round(min(max(cy - h / 2, 0), height - h)))
+    return x0, y0, x0 + int(round(w)), y0 + int(round(h))
+
+
+def _write_image(path: Path, img: np.ndarray) -> None:
+    ext = path.suffix.lower() if path.suffix.lower() in (".jpg", ".jpeg", ".png") else ".jpg"
+
+    def write(tmp: str) -> None:
+        ok, buf = cv2.imencode(ext, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        if not ok:
+            raise OSError(f"cannot encode {path}")
+        Path(tmp).write_bytes(buf.tobytes())
+
+    io.atomic_write(path, write)
+
+
+def load_done(boxes_csv: Path, out: Path) -> dict[str, list]:
+    """Rows already recorded whose crop exists (failed rows are retried)."""
+    if not boxes_csv.exists():
+        return {}
+    df = pd.read_csv(boxes_csv, on_bad_lines="skip", dtype={"path": str})  # a killed run may leave a torn last line
+    df = df.dropna(subset=["detector"])
+    done = df[(df["detector"] != "failed") & df["path"].map(lambda p: (out / p).is_file())]
+    return {r.path: list(r) for r in done[BOX_COLUMNS].itertuples(index=False)}
+
+
+def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings, workers: int = 2,
+             batch_size: int = 16, strict: bool = False, console: Console | None = None,
+             **detector_options) -> dict:  # fmt: skip
+    """Crop every train and eval image; returns {'counts': per detector, 'failed': [paths]}."""
+    console = console or Console()
+    data, out = Path(data), Path(out)
+    jobs = list_jobs(data)
+    out.mkdir(parents=True, exist_ok=True)
+    boxes_csv = out / "boxes.csv"
+    done = load_done(boxes_csv, out)
+    todo = [j for j in jobs if j.rel not in done]
+    console.print(f"{len(jobs)} images, {len(jobs) - len(todo)} already cropped, {len(todo)} to do")
+    chain = create_detectors(detectors, **detector_options) if todo else []
+    rows = dict(done)
+    with open(boxes_csv, "a", newline="") as f, ThreadPoolExecutor(max(1, workers)) as pool:
+        writer = csv.writer(f)
+        if f.tell() == 0:
+            writer.writerow(BOX_COLUMNS)
+        columns = [TextColumn("crop"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("crop", total=len(todo))
+            for start in range(0, len(todo), batch_size):
+                batch = todo[start : start + batch_size]
+                images = list(pool.map(_read, [j.src for j in batch]))  # OpenCV releases the GIL: threads suffice
+                results = _detect_chain(chain, images, pool)
+                for job, img, (name, face) in zip(batch, images, results, strict=True):
+                    if img is None:
+                        row = [job.rel, "failed", 0.0, -1, -1, -1, -1]
+                    else:
+                        x0, y0, x1, y1 = crop_box(face, img.shape[1], img.shape[0], settings)
+                        crop = cv2.resize(img[y0:y1, x0:x1], (settings.size[1], settings.size[0]),
+                                          interpolation=cv2.INTER_AREA)  # fmt: skip
+                        _write_image(out / job.rel, crop)
+                        row = [job.rel, name, round(face.score, 4), x0, y0, x1, y1]
+                    writer.writerow(row)
+                    rows[job.rel] = row
+                f.flush()
+                progress.update(task, advance=len(batch))
+    # Final, tidy boxes.csv (sorted, one row per image) replaces the appended log atomically.
+    io.write_csv(boxes_csv, pd.DataFrame(list(rows.values()), columns=BOX_COLUMNS).sort_values("path"))
+    for name in ("train/train.csv", "eval/info.csv"):
+        if (data / name).exists():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data / name, out / name)
+    counts = Counter(r[1] for r in rows.values())
+    failed = sorted(r[0] for r in rows.values() if r[1] == "failed")
+    _report(console, counts, failed)
+    return {"counts": dict(counts), "failed": failed}
+
+
+def _read(path: str) -> np.ndarray | None:
+    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _detect_chain(chain, images, pool) -> list[tuple[str, Box | None]]:
+    """(detector name, face) per image: each detector sees only the images still without a face."""
+    result: list[tuple[str, Box | None]] = [("failed", None)] * len(images)
+    pending = [i for i, img in enumerate(images) if img is not None]
+    for det in chain:
+        if not pending:
+            break
+        imgs = [images[i] for i in pending]
+        found = det.detect(imgs) if det.batched else [b for [b] in pool.map(lambda im, d=det: d.detect([im]), imgs)]
+        still = []
+        for i, boxes in zip(pending, found, strict=True):
+            face = most_plausible(boxes, images[i].shape[1], images[i].shape[0])
+            if face is None:
+                still.append(i)
+            else:
+                result[i] = (det.name, face)
+        pending = still
+    for i in pending:  # a chain without `center` can leave faces unfound: crop the whole image then
+        h, w = images[i].shape[:2]
+        result[i] = ("none", Box(0, 0, w, h, 0.0))
+    return result
+
+
+def _report(console: Console, counts: Counter, failed: list[str]) -> None:
+    t = Table(title="faces by detector")
+    t.add_column("detector")
+    t.add_column("images", justify="right")
+    t.add_column("share", justify="right")
+    total = max(sum(counts.values()), 1)
+    for name, n in counts.most_common():
+        t.add_row(name, str(n), f"{100 * n / total:.1f}%")
+    console.print(t)
+    if failed:
+        console.print(f"[red]{len(failed)} image(s) could not be read[/], e.g. " + ", ".join(failed[:5]))

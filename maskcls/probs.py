@@ -1,0 +1,76 @@
+"""Prediction files: ImageID plus `<head>_<k>` probability columns, read and checked in one place."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from maskcls.data.index import read_csv
+from maskcls.errors import MaskclsError
+
+HEAD_SIZES = {"mask": 3, "gender": 2, "age": 3, "class": 18}
+COLUMN_RE = re.compile(r"^(mask|gender|age|class)_(\d+)$")
+SUM_TOLERANCE = 1e-3
+
+
+def heads_of(df: pd.DataFrame) -> list[str]:
+    found = []
+    for c in df.columns:
+        m = COLUMN_RE.match(c)
+        if m and m[1] not in found:
+            found.append(m[1])
+    return found
+
+
+def head_columns(head: str) -> list[str]:
+    return [f"{head}_{k}" for k in range(HEAD_SIZES[head])]
+
+
+def read_probs(path: str | Path) -> pd.DataFrame:
+    """A prediction CSV, checked: known heads with every class column, no gaps, rows summing to 1."""
+    path = Path(path)
+    df = read_csv(path, ["ImageID"], dtype={"ImageID": str})
+    heads = heads_of(df)
+    if not heads:
+        raise MaskclsError(f"{path}: no probability columns (expected e.g. mask_0..mask_2, age_0..age_2)")
+    for head in heads:
+        cols = head_columns(head)
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise MaskclsError(f"{path}: head {head!r} lacks column(s) {', '.join(missing)}")
+        p = df[cols].to_numpy(dtype=np.float64)
+        bad = np.isnan(p).any(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise MaskclsError(
+                f"{path}: empty or missing value in row {row + 2} ({df['ImageID'][row]}): truncated file?"
+            )
+        off = np.abs(p.sum(axis=1) - 1) > SUM_TOLERANCE
+        if off.any() or (p < 0).any():
+            row = int(np.argmax(off)) if off.any() else int(np.argmax((p < 0).any(axis=1)))
+            raise MaskclsError(
+                f"{path}: {head} probabilities of {df['ImageID'][row]} (row {row + 2}) sum to {p[row].sum():.4f}, not 1"
+            )
+    if df["ImageID"].duplicated().any():
+        raise MaskclsError(f"{path}: ImageID {df['ImageID'][df['ImageID'].duplicated()].iloc[0]} appears twice")
+    return df
+
+
+def task_probs(df: pd.DataFrame, task: str, source: str) -> np.ndarray:
+    if task not in heads_of(df):
+        raise MaskclsError(f"{source}: has no {task} predictions (heads: {', '.join(heads_of(df))})")
+    return df[head_columns(task)].to_numpy(dtype=np.float64)
+
+
+def align(df: pd.DataFrame, image_ids: pd.Series, source: str, reference: str) -> pd.DataFrame:
+    """df reordered to image_ids; a different set of ImageIDs is an error naming both files."""
+    mine, theirs = set(df["ImageID"]), set(image_ids)
+    if mine != theirs:
+        missing, extra = len(theirs - mine), len(mine - theirs)
+        raise MaskclsError(
+            f"{source}: ImageIDs do not match {reference} ({missing} missing, {extra} not in it): another data set?"
+        )
+    return df.set_index("ImageID").loc[list(image_ids)].reset_index()

@@ -1,0 +1,99 @@
+"""The leaderboard CSV: eval/info.csv with ans = mask*6 + gender*3 + age, checked before it is written."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from maskcls import io, labels
+from maskcls.data.index import read_csv
+from maskcls.engine.metrics import head_metrics
+from maskcls.errors import MaskclsError
+from maskcls.probs import align, heads_of, read_probs, task_probs
+
+
+def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> dict[str, np.ndarray]:
+    """Per-task probabilities aligned to image_ids from --mask/--gender/--age or --joint files."""
+    probs = {}
+    for task, path in sources.items():
+        df = align(read_probs(path), image_ids, str(path), reference)
+        if task == "joint":
+            if "class" in heads_of(df):  # an 18-way head: keep its joint argmax, not the marginals'
+                probs["class"] = task_probs(df, "class", str(path))
+            for t in ("mask", "gender", "age"):
+                probs.setdefault(t, task_probs(df, t, str(path)))
+        else:
+            probs[task] = task_probs(df, task, str(path))
+    missing = [t for t in ("mask", "gender", "age") if t not in probs]
+    if missing:
+        raise MaskclsError(f"no predictions for {', '.join(missing)}: pass --{missing[0]} FILE or --joint FILE")
+    return probs
+
+
+def answers_from(probs: dict[str, np.ndarray]) -> np.ndarray:
+    if "class" in probs:
+        return probs["class"].argmax(1)
+    return labels.encode(probs["mask"].argmax(1), probs["gender"].argmax(1), probs["age"].argmax(1))
+
+
+def submission_name(sources: dict[str, Path]) -> str:
+    h = hashlib.sha1()
+    for task, path in sorted(sources.items()):
+        h.update(task.encode())
+        h.update(Path(path).read_bytes())
+    return f"submission-{time.strftime('%Y%m%d-%H%M%S')}-{h.hexdigest()[:8]}.csv"
+
+
+def validate(sub: pd.DataFrame, info: pd.DataFrame) -> None:
+    if len(sub) != len(info) or not sub["ImageID"].equals(info["ImageID"]):
+        raise MaskclsError("submission rows do not match eval/info.csv one to one")
+    if not sub["ans"].between(0, labels.NUM_CLASSES - 1).all():
+        raise MaskclsError("submission has ans outside 0..17")
+
+
+def score(sub: pd.DataFrame, answers_path: Path) -> dict:
+    """Macro-F1 and accuracy against an answer key (ImageID, ans): 18 classes and per task."""
+    key = read_csv(answers_path, ["ImageID", "ans"], dtype={"ImageID": str})
+    key = align(key, sub["ImageID"], str(answers_path), "the submission")
+    y, p = key["ans"].to_numpy(), sub["ans"].to_numpy()
+    out = {"class": head_metrics(y, p, labels.NUM_CLASSES)}
+    ty, tp = labels.decode(y), labels.decode(p)
+    for i, task in enumerate(("mask", "gender", "age")):
+        out[task] = head_metrics(ty[i], tp[i], len(labels.TASKS[task]))
+    return out
+
+
+def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | None = None,
+           console: Console | None = None) -> tuple[Path, dict | None]:  # fmt: skip
+    console = console or Console()
+    info_path = Path(data) / "eval" / "info.csv"
+    info = read_csv(info_path, ["ImageID", "ans"], dtype={"ImageID": str})
+    probs = combine(sources, info["ImageID"], str(info_path))
+    sub = info[["ImageID"]].copy()
+    sub["ans"] = answers_from(probs).astype(int)
+    validate(sub, info)
+    path = io.write_csv(Path(out_dir) / submission_name(sources), sub)
+
+    counts = sub["ans"].value_counts().reindex(range(labels.NUM_CLASSES), fill_value=0)
+    t = Table(title=f"predicted classes ({len(sub)} images)")
+    t.add_column("class", justify="right")
+    t.add_column("name")
+    t.add_column("images", justify="right")
+    for c, n in counts.items():
+        t.add_row(str(c), labels.CLASS_NAMES[c], str(n))
+    console.print(t)
+    console.print(f"wrote {path}")
+    metrics = None
+    if answers is not None:
+        metrics = score(sub, answers)
+        console.print(
+            f"local score: macro-F1 {metrics['class']['f1']:.4f}  accuracy {metrics['class']['acc']:.4f}  "
+            + "  ".join(f"{t} F1 {metrics[t]['f1']:.4f}" for t in ("mask", "gender", "age"))
+        )
+    return path, metrics
