@@ -12,11 +12,16 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[dev]'
+	# RetinaFace network only; its declared deps (streamlit, ...) are not needed (see maskcls/detectors.py)
+	$(PY) -m pip install -q --no-deps retinaface-pytorch==0.0.7
 	touch $@
 
+# The whole pipeline on a generated set, sized for a laptop CPU (one fold of three tasks: a few minutes).
 demo: $(VENV)/.installed
 	$(VENV)/bin/maskcls make-demo $(DEMO)
 	$(VENV)/bin/maskcls eda --data $(DEMO)
+	PATH=$(VENV)/bin:$$PATH BACKBONE=test_resnet IMG_SIZE="96 72" CROP_SIZE="128 96" EPOCHS=12 BATCH_SIZE=16 \
+	  LR=0.003 FOLDS=3 TRAIN_FOLDS=0 scripts/pipeline.sh $(DEMO) $(DEMO)/out
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

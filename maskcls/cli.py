@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from rich.console import Console
 
 from maskcls.commands import crop, eda, make_demo, predict, submit, train
 from maskcls.errors import MaskclsError
+
+try:  # Typer >= 0.20 vendors click as typer._click; older releases use click itself
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions
 
 app = typer.Typer(
     name="maskcls",
@@ -48,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except MaskclsError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return e.exit_code
-    except click.ClickException as e:  # usage errors: Typer's own formatting, exit 2
+    except click_exceptions.ClickException as e:  # usage errors: Typer's own formatting, exit 2
         from typer import rich_utils
 
         rich_utils.rich_format_error(e)
         return e.exit_code
-    except click.exceptions.Abort:
+    except click_exceptions.Abort:
         Console(stderr=True).print("aborted")
         return 130
     return rv if isinstance(rv, int) else 0

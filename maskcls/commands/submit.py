@@ -55,14 +55,18 @@ def submit_command(
     answers: Annotated[
         Path | None, typer.Option(help="Answer key (ImageID,ans) to print a local macro-F1.", dir_okay=False)
     ] = None,
+    score_json: Annotated[Path | None, typer.Option(help="With --answers: also write the scores here as JSON.")] = None,
 ) -> None:
     """Write the leaderboard CSV: eval/info.csv order, ans = mask*6 + gender*3 + age.
 
     Example: [bold]maskcls submit --mask m.csv --gender g.csv --age a.csv --data crops/ --out submissions/[/]
     """
+    from maskcls import io
     from maskcls.submit import submit
 
-    submit(_sources(mask, gender, age, joint), data, out, answers)
+    path, metrics = submit(_sources(mask, gender, age, joint), data, out, answers)
+    if score_json is not None and metrics is not None:
+        io.write_json(score_json, {"submission": str(path), **metrics})
 
 
 def pseudo_label_command(
