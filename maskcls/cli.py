@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from maskcls.commands import crop, eda, make_demo, predict, submit, train
+from maskcls.commands import cache, crop, eda, make_demo, predict, submit, train
 from maskcls.errors import MaskclsError
 
 try:  # Typer >= 0.20 vendors click as typer._click; older releases use click itself
@@ -26,6 +26,7 @@ app = typer.Typer(
 app.command("make-demo", rich_help_panel="Data")(make_demo.make_demo_command)
 app.command("eda", rich_help_panel="Data")(eda.eda_command)
 app.command("crop", rich_help_panel="Data")(crop.crop_command)
+app.command("cache", rich_help_panel="Data")(cache.cache_command)
 for _task in ("mask", "gender", "age", "joint"):
     app.command(f"train-{_task}", rich_help_panel="Train")(train.make_train_command(_task))
 app.command("predict", rich_help_panel="Predict and submit")(predict.predict_command)
@@ -35,10 +36,10 @@ app.command("submit", rich_help_panel="Predict and submit")(submit.submit_comman
 
 
 def join_img_size(argv: list[str]) -> list[str]:
-    """Let `--img-size 256 192` through as one value (click options take a fixed count)."""
+    """Let `--img-size 256 192` (and `--size H W`) through as one value (click options take a fixed count)."""
     out = list(argv)
     for i, a in enumerate(out[:-2]):
-        if a == "--img-size" and out[i + 1].isdigit() and out[i + 2].isdigit():
+        if a in ("--img-size", "--size") and out[i + 1].isdigit() and out[i + 2].isdigit():
             out[i + 1 : i + 3] = [f"{out[i + 1]} {out[i + 2]}"]
             break
     return out
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
         rich_utils.rich_format_error(e)
         return e.exit_code
-    except click_exceptions.Abort:
+    except typer.Abort:
         Console(stderr=True).print("aborted")
         return 130
     return rv if isinstance(rv, int) else 0

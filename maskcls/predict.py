@@ -17,11 +17,13 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader
 
 from maskcls import io
+from maskcls.config import Config
 from maskcls.data import scan_eval
+from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset
 from maskcls.engine.inference import infer
 from maskcls.engine.metrics import task_probs_from_class
-from maskcls.engine.trainer import auto_workers, resolve_device
+from maskcls.engine.trainer import auto_workers, cache_dir_of, resolve_device
 from maskcls.errors import MaskclsError
 from maskcls.models import load_for_inference
 from maskcls.runs import fold_checkpoints
@@ -50,7 +52,14 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
             if heads_seen is not None and ckpt["heads"] != heads_seen:
                 raise MaskclsError(f"{ckpt_path}: heads {ckpt['heads']} differ from the other runs' {heads_seen}")
             heads_seen = ckpt["heads"]
-            ds = FaceDataset(ev["path"].tolist(), None, ckpt["config"]["img_size"])
+            cfg = ckpt["config"]
+            source = None
+            if cfg.get("cache"):
+                run_dir = ckpt_path.parent.parent  # RUN/foldK/best.pt
+                source = cached_source(
+                    cache_dir_of(Config(cfg), run_dir), cfg["img_size"], ev["path"].tolist(), console
+                )
+            ds = FaceDataset(ev["path"].tolist(), None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
             probs = infer(model, loader, dev, amp=dev.type == "cuda", tta=tta,

@@ -151,6 +151,15 @@ def make_train_command(task: str):
             int | None, typer.Option(help="DataLoader workers (-1 = automatic).", rich_help_panel=RUN)
         ] = None,
         device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or mps.", rich_help_panel=RUN)] = None,
+        cache: Annotated[
+            bool | None,
+            typer.Option(
+                "--cache/--no-cache", help="Decode each image once into a memory-mapped cache.", rich_help_panel=RUN
+            ),
+        ] = None,
+        cache_dir: Annotated[
+            Path | None, typer.Option(help="Cache folder (default: OUT/cache, shared by runs).", rich_help_panel=RUN)
+        ] = None,
         wandb: Annotated[
             bool,
             typer.Option("--wandb", help="Log to Weights & Biases (offline without an API key).", rich_help_panel=RUN),
@@ -167,6 +176,7 @@ def make_train_command(task: str):
             scheduler=scheduler, weight_decay=weight_decay, loss=loss, label_smoothing=label_smoothing,
             accum_steps=accum_steps, patience=patience, amp=amp, seed=seed,
             out=None if out is None else str(out), name=name, workers=workers, device=device, wandb=wandb or None,
+            cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
         )  # fmt: skip
         flags["fold"] = parse_count_or_all(fold, "--fold")
         n_folds = parse_count_or_all(folds, "--folds")

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from maskcls import io, labels
 from maskcls.config import Config
 from maskcls.data import assign_folds, load_folds, save_folds, scan_train
+from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
 from maskcls.data.sampling import BalancedSampler
 from maskcls.data.splits import apply_folds
@@ -52,6 +53,11 @@ def auto_workers(device: torch.device) -> int:
         return min(8, cpus)
     # On a small CPU box the model needs the cores; decoding at reduced scale is cheap.
     return 0 if cpus <= 2 else min(4, cpus // 2)
+
+
+def cache_dir_of(cfg, run_dir: Path) -> Path:
+    """cfg.cache_dir, or a cache/ folder beside the run directories (shared by every run there)."""
+    return Path(cfg.cache_dir) if cfg.cache_dir else Path(run_dir).parent / "cache"
 
 
 def seed_everything(*seed: int) -> None:
@@ -170,7 +176,10 @@ class FoldTrainer:
         cfg = self.cfg
         y = df[list(self.heads)].to_numpy()
         augment = build_augment(cfg.augment, cfg.img_size, seed=cfg.seed) if train else None
-        ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment)
+        source = None
+        if cfg.cache:
+            source = cached_source(cache_dir_of(cfg, self.dir.parent), cfg.img_size, df["path"].tolist(), console)
+        ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment, source=source)
         kw = dict(num_workers=self.workers, pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
                   persistent_workers=self.workers > 0)  # fmt: skip
         if not train:
