@@ -1,0 +1,189 @@
+"""Quality on real faces: the full pipeline under a fixed CPU budget, ablations, seed spread.
+
+    bench/quality.sh [DATA_DIR [OUT_DIR]] [--ablations] [--seeds 3] [--epochs 12] [--ablation-epochs 6]
+
+Every stage is a plain `maskcls` call, printed before it runs. Works for any DATA_DIR in the
+contest layout; scores are printed only when DATA_DIR/eval_answers.csv (ImageID,ans) exists.
+No pretrained weights can be downloaded here, so everything trains from scratch.
+
+Default run (target: under 30 minutes on 2 CPU cores): crop (haar,center) -> train-joint on fold 0
+-> predict --tta -> submit --answers. With --ablations, each variant below trains once at the
+smaller ablation budget (fold 0, --ablation-epochs), and the default variant also with
+--seeds seeds, so differences can be told from noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+console = Console()
+
+# The recipe under test: what configs/joint.json and args.json hold (see README, "Quality").
+RECIPE = ["--backbone", "resnet18", "--img-size", "128 96", "--batch-size", "32", "--lr", "0.002"]
+
+
+@dataclass
+class Variant:
+    slug: str
+    name: str
+    flags: list[str] = field(default_factory=list)  # train flags added to the recipe
+    crop: bool = True
+    tasks: str = "joint"  # or "separate": three single-task models
+    tta: bool = True
+    reuse: str | None = None  # predict with another variant's models instead of training
+
+
+ABLATIONS = [
+    Variant("default", "default (joint, crop, neighbor age, oversample 0.5, TTA)"),
+    Variant("no-crop", "no crop", crop=False),
+    Variant("no-neighbor", "no neighbor-age smoothing (uniform smoothing)", ["--loss", "smooth"]),
+    Variant("no-oversample", "no oversampling", ["--oversample", "0"]),
+    Variant("separate", "separate task models (3x the compute)", tasks="separate"),
+    Variant("age58", "age threshold 58 for the training labels", ["--age-upper", "58"]),
+    Variant("no-tta", "no TTA", tta=False, reuse="default"),
+]
+
+
+def run(cmd: list[str], log: Path) -> None:
+    console.print(f"[dim]$ {shlex.join(cmd)}[/]")
+    with open(log, "a") as f:
+        f.write(f"$ {shlex.join(cmd)}\n")
+        f.flush()
+        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)} -- see {log}")
+
+
+def maskcls(*args) -> list[str]:
+    return [sys.executable, "-m", "maskcls", *map(str, args)]
+
+
+def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, tta: bool, epochs: int, seed: int,
+               answers: Path | None, log: Path, reuse_from: Path | None = None) -> dict:  # fmt: skip
+    """Train (or reuse) the models of one variant, predict, submit; returns the scores and seconds."""
+    t0 = time.time()
+    out.mkdir(parents=True, exist_ok=True)
+    cache = out.parent / "cache"  # shared by the variants that train on the same images
+    preds = {}
+    for task in ["mask", "gender", "age"] if tasks == "separate" else ["joint"]:
+        run_dir = (reuse_from or out) / "runs" / task
+        if reuse_from is None:
+            train = maskcls(f"train-{task}", "--data", data, *RECIPE, *flags, "--epochs", epochs, "--seed", seed)
+            run([*train, "--fold", "0", "--out", str(out / "runs"), "--name", task, "--cache-dir", str(cache)], log)
+        preds[task] = out / f"{task}.csv"
+        run(maskcls("predict", run_dir, "--data", data, "--out", preds[task], *(["--tta"] if tta else [])), log)
+    cmd = maskcls("submit", "--data", data, "--out", out / "submissions")
+    for task, p in preds.items():
+        cmd += [f"--{task}", str(p)]
+    if answers is not None:
+        cmd += ["--answers", str(answers), "--score-json", str(out / "score.json")]
+    run(cmd, log)
+    result = {"name": name, "seconds": round(time.time() - t0), "seed": seed, "epochs": epochs}
+    if answers is not None:
+        result.update(json.loads((out / "score.json").read_text()))
+    console.print(
+        f"{name}: " + (f"macro-F1 {result['class']['f1']:.4f}" if answers else "done") + f" ({result['seconds']} s)"
+    )
+    return result
+
+
+def row(table: Table, r: dict) -> None:
+    if "class" in r:
+        table.add_row(r["name"], f"{r['class']['f1']:.4f}", f"{r['class']['acc']:.4f}",
+                      *[f"{r[t]['f1']:.3f}" for t in ("mask", "gender", "age")], str(r["seconds"]))  # fmt: skip
+    else:
+        table.add_row(r["name"], "-", "-", "-", "-", "-", str(r["seconds"]))
+
+
+def new_table(title: str) -> Table:
+    t = Table(title=title)
+    for c in ("variant", "macro-F1", "accuracy", "mask F1", "gender F1", "age F1", "seconds"):
+        t.add_column(c, justify="left" if c == "variant" else "right")
+    return t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "maskproxy-dev")
+    ap.add_argument("out", nargs="?", type=Path, default=ROOT / "bench" / "results" / "quality")
+    ap.add_argument("--ablations", action="store_true", help="also run the ablation table")
+    ap.add_argument("--only-ablations", action="store_true", help="skip the default full-budget run")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of the default variant in the ablation table")
+    ap.add_argument("--epochs", type=int, default=12, help="default run budget (about 50 s an epoch on 2 cores)")
+    ap.add_argument("--ablation-epochs", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=42)
+    args = ap.parse_args()
+    data, out = args.data.resolve(), args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "quality.log"
+    answers = data / "eval_answers.csv"
+    answers = answers if answers.is_file() else None
+    t0 = time.time()
+    crops = out / "crops"
+    run(maskcls("crop", "--data", data, "--out", crops, "--detectors", "haar,center", "--size", "256 192"), log)
+    report: dict = {"data": str(data), "recipe": RECIPE, "crop_seconds": round(time.time() - t0)}
+
+    if not args.only_ablations:
+        main_run = experiment("default recipe", crops, out / "default", [], "joint", True, args.epochs, args.seed,
+                              answers, log)  # fmt: skip
+        main_run["seconds_with_crop"] = main_run["seconds"] + report["crop_seconds"]
+        report["default"] = main_run
+        t = new_table(f"default recipe, {args.epochs} epochs, fold 0 (crop {report['crop_seconds']} s)")
+        row(t, main_run)
+        console.print(t)
+
+    if args.ablations:
+        results = []
+        for v in ABLATIONS:
+            reuse = out / "ablations" / v.reuse if v.reuse else None
+            src = crops if v.crop else data
+            results.append(experiment(v.name, src, out / "ablations" / v.slug, v.flags, v.tasks, v.tta,
+                                      args.ablation_epochs, args.seed, answers, log, reuse_from=reuse))  # fmt: skip
+            if v.slug == "default":
+                report["seeds"] = [results[-1]] + [
+                    experiment(
+                        f"default, seed {args.seed + k}",
+                        crops,
+                        out / "ablations" / f"default-seed{k}",
+                        v.flags,
+                        v.tasks,
+                        v.tta,
+                        args.ablation_epochs,
+                        args.seed + k,
+                        answers,
+                        log,
+                    )  # fmt: skip
+                    for k in range(1, args.seeds)
+                ]
+        report["ablations"] = results
+        t = new_table(f"ablations: {args.ablation_epochs} epochs each, fold 0, seed {args.seed}")
+        for r in results:
+            row(t, r)
+        console.print(t)
+        if answers is not None:
+            import numpy as np
+
+            f1 = np.array([s["class"]["f1"] for s in report["seeds"]])
+            report["seed_spread"] = {"mean": float(f1.mean()), "std": float(f1.std(ddof=1)) if len(f1) > 1 else 0.0,
+                                     "min": float(f1.min()), "max": float(f1.max()), "n": len(f1)}  # fmt: skip
+            s = report["seed_spread"]
+            console.print(f"default variant over {s['n']} seeds: macro-F1 {s['mean']:.4f} ± {s['std']:.4f} "
+                          f"(min {s['min']:.4f}, max {s['max']:.4f})")  # fmt: skip
+    report["total_seconds"] = round(time.time() - t0)
+    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {out / 'quality.json'} ({report['total_seconds']} s in all)")
+
+
+if __name__ == "__main__":
+    main()
