@@ -17,12 +17,13 @@ import torch
 from rich.console import Console
 from rich.table import Table
 from torch.utils.data import DataLoader
+from train_step import timed_steps  # bench/ is on sys.path when run as `python bench/train.py`
 
 from maskcls import config
 from maskcls.data import scan_train
 from maskcls.data.dataset import FaceDataset
 from maskcls.data.transforms import build_augment
-from maskcls.engine.inference import autocast, infer
+from maskcls.engine.inference import infer
 from maskcls.engine.trainer import auto_workers, build_optimizer, resolve_device
 from maskcls.models import build_model, task_heads
 
@@ -56,34 +57,14 @@ def main() -> None:
                      augment=build_augment("light", size, seed=0))  # fmt: skip
     loader = DataLoader(ds, batch_size=args.batch_size, shuffle=True, num_workers=workers, drop_last=True,
                         pin_memory=device.type == "cuda", persistent_workers=workers > 0)  # fmt: skip
-    amp = device.type == "cuda"
+    amp = channels_last = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
 
     def batches():
         while True:
             yield from loader
 
-    it = batches()
-    model.train()
-    n, t0 = 0, None
-    for step in range(args.steps + 2):
-        if step == 2:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0, n = time.perf_counter(), 0
-        x, y = next(it)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device, amp):
-            out = model(x)
-            loss = sum(torch.nn.functional.cross_entropy(out[h].float(), y[:, i]) for i, h in enumerate(out))
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-        n += len(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    train_ips = n / (time.perf_counter() - t0)
+    train_ips = timed_steps(model, opt, scaler, batches(), device, amp, channels_last, args.steps)
 
     pred_ds = FaceDataset(table["path"].tolist()[: args.batch_size * 8], None, size)
     pred_loader = DataLoader(pred_ds, batch_size=args.batch_size * 2, num_workers=workers)

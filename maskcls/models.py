@@ -62,9 +62,9 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
     weights = Path(cfg.weights) if cfg.weights else None
     if weights is not None and not weights.is_file():
         raise MaskclsError(f"{weights}: weights file not found")
-    own = weights is not None and _is_maskcls_checkpoint(weights)
+    ckpt = _read_maskcls_checkpoint(weights) if weights is not None else None
     kwargs = {"num_classes": 0}
-    if weights is not None and not own:  # a timm / torchvision state dict: let timm map and filter it
+    if weights is not None and ckpt is None:  # a timm / torchvision state dict: let timm map and filter it
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     else:
         kwargs["pretrained"] = bool(cfg.pretrained)
@@ -74,8 +74,8 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
         raise MaskclsError(f"{weights}: weights do not fit backbone {cfg.backbone} ({_first_line(e)})") from None
     dc = backbone.pretrained_cfg
     model = Classifier(backbone, heads, dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225)))
-    if own:
-        load_weights(model, weights, cfg.backbone)
+    if ckpt is not None:
+        load_weights(model, ckpt, weights, cfg.backbone)
     return model
 
 
@@ -84,17 +84,17 @@ def _first_line(e: Exception) -> str:
     return "; ".join(lines[:2])[:300]
 
 
-def _is_maskcls_checkpoint(path: Path) -> bool:
+def _read_maskcls_checkpoint(path: Path) -> dict | None:
+    """The checkpoint if path is one of ours, None for any other weights file (left to timm)."""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
         raise MaskclsError(f"{path}: cannot read weights ({_first_line(e)})") from None
-    return isinstance(obj, dict) and "model" in obj and "config" in obj
+    return obj if isinstance(obj, dict) and "model" in obj and "config" in obj else None
 
 
-def load_weights(model: Classifier, path: Path, backbone_name: str) -> None:
+def load_weights(model: Classifier, ckpt: dict, path: Path, backbone_name: str) -> None:
     """Load a maskcls checkpoint: the backbone must fit; heads load only where shapes match."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     state = ckpt["model"]
     if ckpt["config"].get("backbone") != backbone_name:
         raise MaskclsError(

@@ -168,3 +168,8 @@ def test_wandb_offline_logs_the_resolved_config(demo_data, tmp_path, capsys, mon
     monkeypatch.setenv("WANDB_SILENT", "true")
     run, _ = train(capsys, tmp_path, demo_data, "gender", "--epochs", "1", "--wandb")
     assert list((run / "fold0").rglob("*.wandb")), "no offline wandb run was written"
+
+
+def test_wandb_is_not_imported_without_the_flag():
+    code = "import sys, maskcls.cli, maskcls.engine.trainer, maskcls.predict; assert 'wandb' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
