@@ -130,7 +130,7 @@ def test_pseudo_labels_train_and_never_validate(demo_data, preds, tmp_path, caps
                               "--backbone", "test_resnet", "--img-size", "64", "--epochs", "1", "--workers", "0",
                               "--out", tmp_path / "runs", "--fold", "all", "--folds", "2")  # fmt: skip
     assert code == 0, err and "pseudo-labelled rows" in text
-    oof = pd.read_csv(next((tmp_path / "runs").iterdir()) / "oof.csv")
+    oof = pd.read_csv(tmp_path / "runs" / "joint-test_resnet" / "oof.csv")
     assert len(oof) == 420 and not oof["path"].str.contains("/eval/").any()
 
 

@@ -23,8 +23,8 @@ TINY = ["--backbone", "test_resnet", "--img-size", "96", "72", "--batch-size", "
 def train(capsys, tmp_path, data, task, *extra):
     code, out, err = run_cli(capsys, f"train-{task}", "--data", data, "--out", tmp_path / "runs", *TINY, *extra)
     assert code == 0, err
-    runs = sorted((tmp_path / "runs").iterdir(), key=lambda p: p.stat().st_mtime)
-    return runs[-1], out
+    runs = sorted((tmp_path / "runs").glob("*/config.json"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent, out
 
 
 @pytest.fixture(scope="module")
