@@ -173,3 +173,9 @@ def test_wandb_offline_logs_the_resolved_config(demo_data, tmp_path, capsys, mon
 def test_wandb_is_not_imported_without_the_flag():
     code = "import sys, maskcls.cli, maskcls.engine.trainer, maskcls.predict; assert 'wandb' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_contest_recipe_preset_resolves_for_every_task():
+    for task in ("mask", "gender", "age", "joint"):
+        cfg = config.resolve(task, config.CONFIG_DIR / "contest-recipe.json")
+        assert cfg.task == task and cfg.pretrained and cfg.backbone == "efficientnet_b4" and cfg.fold == "all"
