@@ -29,7 +29,8 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 console = Console()
 
-# The recipe under test: what configs/joint.json and args.json hold (see README, "Quality").
+# The recipe under test, spelled out so a later change of args.json cannot silently change this
+# benchmark: the same values as args.json + configs/joint.json (see README, "Quality").
 RECIPE = ["--backbone", "resnet18", "--img-size", "128 96", "--batch-size", "32", "--lr", "0.002"]
 
 
