@@ -158,6 +158,7 @@ def test_resolved_config_is_saved_in_run_dir(joint_run):
 def test_bad_input_is_one_line(demo_data, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train-age", "--data", demo_data, "--backbone", "resnet1B", "--out", tmp_path)
     assert code == 2 and "unknown backbone 'resnet1B'" in err and "resnet18" in err
+    assert not list(tmp_path.glob("*/config.json")), "a failed start must leave no run directory"
     code, _, err = run_cli(capsys, "train-age", "--data", demo_data, *TINY, "--lr", "1e30", "--optimizer", "sgd",
                            "--epochs", "1", "--out", tmp_path)  # fmt: skip
     assert code == 2 and "loss is" in err and "lower --lr" in err and "Traceback" not in err

@@ -33,7 +33,7 @@ from maskcls.engine.inference import autocast, infer
 from maskcls.engine.losses import LOSSES, soft_targets
 from maskcls.engine.metrics import evaluate, plot_confusion
 from maskcls.errors import MaskclsError
-from maskcls.models import build_model, save_checkpoint, task_heads
+from maskcls.models import build_model, check_backbone, save_checkpoint, task_heads
 from maskcls.runs import new_run_dir
 
 console = Console()
@@ -332,12 +332,15 @@ def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | N
     else:
         if cfg.data is None:
             raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
+    # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
+    check_backbone(cfg.backbone)
+    table = load_table(cfg)
+    if resume is None:
         run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}")
         io.write_json(run_dir / "config.json", cfg)
         heads = task_heads(cfg)
         io.write_json(run_dir / "label_map.json", {h: labels.task_classes(h, cfg.age_upper) for h in heads})
     console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
-    table = load_table(cfg)
     real = table[~table["pseudo"]]
     folds = build_folds(cfg, real, run_dir)
     pseudo = table[table["pseudo"]].assign(fold=-1)  # fold -1: in every training set, never validated
