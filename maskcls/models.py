@@ -7,12 +7,13 @@ mean/std, so training, prediction and any future export agree by construction.
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from maskcls import labels
+from maskcls import io, labels
 from maskcls.errors import MaskclsError
 
 # Heads per task preset: the task is data, the engine is the same.
@@ -68,15 +69,57 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
         kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
     else:
         kwargs["pretrained"] = bool(cfg.pretrained)
+        if cfg.pretrained:
+            check_hub_reachable(cfg.backbone)
     try:
         backbone = timm.create_model(cfg.backbone, **kwargs)
     except RuntimeError as e:  # size mismatches and missing keys from load_state_dict
         raise MaskclsError(f"{weights}: weights do not fit backbone {cfg.backbone} ({_first_line(e)})") from None
+    except Exception as e:  # hub errors (no such pretrained tag, network gone half-way, ...)
+        if weights is not None:
+            raise MaskclsError(f"{weights}: cannot load weights into {cfg.backbone} ({_first_line(e)})") from None
+        raise MaskclsError(
+            f"--pretrained: cannot get {cfg.backbone} weights from the hub ({_first_line(e)}); "
+            "offline, pass --weights FILE"
+        ) from None
     dc = backbone.pretrained_cfg
     model = Classifier(backbone, heads, dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225)))
     if ckpt is not None:
         load_weights(model, ckpt, weights, cfg.backbone)
     return model
+
+
+HUB_HOST = ("huggingface.co", 443)
+
+
+def check_hub_reachable(backbone: str) -> None:
+    """Fail in seconds, not after a minute of retries, when --pretrained cannot download.
+
+    Weights already in the local hub cache need no network; HF_HUB_OFFLINE=1 means offline.
+    """
+    import socket
+
+    import timm
+
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        tag = timm.models.get_pretrained_cfg(backbone)
+        repo = getattr(tag, "hf_hub_id", None) if tag is not None else None
+        if repo and isinstance(try_to_load_from_cache(repo.split("@")[0], "model.safetensors"), str):
+            return
+    except Exception:  # an older hub client or a model without a hub tag: just probe the network
+        pass
+    hint = f"--pretrained needs the internet to download {backbone} weights"
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise MaskclsError(f"{hint}, and HF_HUB_OFFLINE is set: offline, pass --weights FILE (a local weights file)")
+    try:
+        socket.create_connection(HUB_HOST, timeout=5).close()
+    except OSError as e:
+        raise MaskclsError(
+            f"{hint}, but {HUB_HOST[0]} cannot be reached ({e.strerror or e}): offline, pass --weights FILE "
+            "(a local weights file)"
+        ) from None
 
 
 def _first_line(e: Exception) -> str:
@@ -85,11 +128,14 @@ def _first_line(e: Exception) -> str:
 
 
 def _read_maskcls_checkpoint(path: Path) -> dict | None:
-    """The checkpoint if path is one of ours, None for any other weights file (left to timm)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise MaskclsError(f"{path}: cannot read weights ({_first_line(e)})") from None
+    """The checkpoint if path is one of ours, None for any other weights file (left to timm).
+
+    Read with io.torch_load (never runs code); timm then reads a foreign state dict itself, also
+    with weights_only=True. safetensors files cannot hold code and go to timm directly.
+    """
+    if path.suffix == ".safetensors":
+        return None
+    obj = io.torch_load(path, what="weights file")
     return obj if isinstance(obj, dict) and "model" in obj and "config" in obj else None
 
 
@@ -109,19 +155,34 @@ def load_weights(model: Classifier, ckpt: dict, path: Path, backbone_name: str) 
 
 
 def save_checkpoint(path: Path, model: nn.Module, cfg, heads: dict[str, int], **state) -> None:
-    from maskcls import io
-
+    """Everything as tensors, dicts, lists, strings and numbers: loadable with weights_only=True."""
     label_map = {name: labels.task_classes(name, cfg["age_upper"]) for name in heads}
-    io.torch_save(
-        path, {"model": model.state_dict(), "config": dict(cfg), "heads": heads, "label_map": label_map, **state}
-    )
+    obj = {"model": model.state_dict(), "config": dict(cfg), "heads": heads, "label_map": label_map, **state}
+    io.torch_save(path, plain(obj))
+
+
+def plain(obj):
+    """numpy scalars -> Python numbers, numpy arrays -> tensors, recursively (weights_only-safe types)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(plain(v) for v in obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj)
+    return obj
 
 
 def load_for_inference(path: Path, device: torch.device) -> tuple[Classifier, dict]:
     """A model rebuilt from a checkpoint's own config (no download), in eval mode."""
     from maskcls.config import Config
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = io.torch_load(path)
+    if not (isinstance(ckpt, dict) and {"model", "config", "heads"} <= set(ckpt)):
+        raise MaskclsError(f"{path}: not a maskcls checkpoint (no model/config/heads inside)")
     cfg = Config(ckpt["config"], pretrained=False, weights=None)
     model = build_model(cfg, ckpt["heads"])
     model.load_state_dict(ckpt["model"])
