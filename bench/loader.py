@@ -68,13 +68,13 @@ def main() -> None:
         baseline = throughput(BaselineDataset(paths, size), args.workers, args.batch_size)
         cache = ImageCache(cache_dir, size)
         t0 = time.perf_counter()
-        slots = cache.ensure(paths)
+        slots, crcs = cache.ensure(paths)
         cold = len(paths) / (time.perf_counter() - t0)
         warm = throughput(
-            FaceDataset(paths, None, size, source=CachedSource(cache, slots)), args.workers, args.batch_size
+            FaceDataset(paths, None, size, source=CachedSource(cache, slots, crcs)), args.workers, args.batch_size
         )
         aug = build_augment("light", size, seed=0)
-        warm_aug = throughput(FaceDataset(paths, None, size, augment=aug, source=CachedSource(cache, slots)),
+        warm_aug = throughput(FaceDataset(paths, None, size, augment=aug, source=CachedSource(cache, slots, crcs)),
                               args.workers, args.batch_size)  # fmt: skip
         nocache = throughput(FaceDataset(paths, None, size), args.workers, args.batch_size)
     finally:

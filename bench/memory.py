@@ -71,7 +71,7 @@ def main() -> None:
         after_index = rss()
         cache = ImageCache(root / "cache", args.size)
         t0 = time.perf_counter()
-        slots = cache.ensure(table["path"].tolist())
+        slots, _ = cache.ensure(table["path"].tolist())
         cache_s = time.perf_counter() - t0
         total = 0
         for s in slots:  # every image once, as an epoch would

@@ -1,18 +1,27 @@
 """Decode-once image cache: every image resized to the training size once, kept on disk, memory-mapped.
 
-    CACHE_DIR/<H>x<W>/images.u8    uint8 array (slots, H, W, 3), grown as needed
-    CACHE_DIR/<H>x<W>/index.csv    path, bytes, mtime_ns, slot
+    CACHE_DIR/<H>x<W>/images.u8    uint8 array (slots, H, W, 3), append-only
+    CACHE_DIR/<H>x<W>/index.csv    path, bytes, mtime_ns, slot, crc
+    CACHE_DIR/<H>x<W>/lock         held (flock) by whoever adds entries
 
 An entry is keyed by the file's identity (path, size, mtime): a changed file is decoded again
-into its own slot, an added file gets a new slot, everything else is reused. The arrays are
+into a new slot, an added file gets a new slot, everything else is reused. The arrays are
 exactly what `read_image` returns, so training reads identical pixels with or without the cache.
 Augmentation runs afterwards, on the cached uint8 arrays. Readers open the map lazily, so
 DataLoader workers (forked or spawned) each get their own.
+
+Several runs may share one cache at once (the default `OUT/cache` is shared by every run there):
+adding entries happens under an exclusive lock, a written slot is never rewritten (so a slot a
+reader has mapped keeps its pixels), and every read checks the slot's CRC-32 against the index
+(about 10 us for a 128x96 image): pixels from anywhere else are an error, never training data.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,13 +30,23 @@ import pandas as pd
 
 from maskcls import io
 from maskcls.data.dataset import read_image
+from maskcls.errors import MaskclsError
 
-INDEX_COLUMNS = ["path", "bytes", "mtime_ns", "slot"]
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no locking; do not share a cache between runs there
+    fcntl = None
+
+INDEX_COLUMNS = ["path", "bytes", "mtime_ns", "slot", "crc"]
 
 
 def file_key(path: str) -> tuple[str, int, int]:
     st = os.stat(path)
     return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def checksum(pixels: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(pixels).data)
 
 
 class ImageCache:
@@ -40,54 +59,98 @@ class ImageCache:
         self._map: np.memmap | None = None
 
     # -- building ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self):
+        """Exclusive use of this cache folder for adding entries (other processes wait)."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            f = open(self.dir / "lock", "a")  # noqa: SIM115 - held for the whole block
+        except OSError as e:
+            raise io.write_error(self.dir / "lock", e) from None
+        with f:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+
     def _load_index(self) -> pd.DataFrame:
         if not self.index_path.exists():
             return pd.DataFrame(columns=INDEX_COLUMNS)
-        return pd.read_csv(self.index_path, dtype={"path": str})
+        index = pd.read_csv(self.index_path, dtype={"path": str})
+        if list(index.columns) != INDEX_COLUMNS:  # a cache from maskcls < 0.2 (no checksums): start over
+            self.data_path.unlink(missing_ok=True)
+            return pd.DataFrame(columns=INDEX_COLUMNS)
+        return index
 
-    def ensure(self, paths: list[str], workers: int | None = None, progress=None) -> np.ndarray:
-        """Slots for paths, decoding only files that are new or changed; returns the slot of each path."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        index = self._load_index()
-        entries = {r.path: (int(r.bytes), int(r.mtime_ns), int(r.slot)) for r in index.itertuples(index=False)}
-        next_slot = max((slot for *_, slot in entries.values()), default=-1) + 1
-        slots, todo = np.empty(len(paths), dtype=np.int64), []
-        for i, src in enumerate(paths):
-            path, size, mtime = file_key(src)
-            old = entries.get(path)
-            if old is not None and old[:2] == (size, mtime):
-                slots[i] = old[2]
-                continue
-            slot = old[2] if old is not None else next_slot  # a changed file is rebuilt in its own slot
-            next_slot += old is None
-            entries[path] = (size, mtime, slot)
-            slots[i] = slot
-            todo.append((src, slot))
-        if todo:
-            self._grow(next_slot)
-            mm = np.memmap(self.data_path, dtype=np.uint8, mode="r+", shape=(next_slot, *self.size, 3))
+    def ensure(self, paths: list[str], workers: int | None = None, progress=None) -> tuple[np.ndarray, np.ndarray]:
+        """(slot, crc) of each path, decoding only files that are new or changed."""
+        with self._locked():
+            index = self._load_index()
+            entries = {r.path: (int(r.bytes), int(r.mtime_ns), int(r.slot), int(r.crc))
+                       for r in index.itertuples(index=False)}  # fmt: skip
+            on_disk = self.data_path.stat().st_size // self.slot_bytes if self.data_path.exists() else 0
+            # Append-only: after every indexed slot and after anything a killed writer left behind.
+            next_slot = max(on_disk, max((e[2] for e in entries.values()), default=-1) + 1)
+            first_new = next_slot
+            slots, crcs, todo = np.empty(len(paths), dtype=np.int64), np.empty(len(paths), dtype=np.int64), []
+            for i, src in enumerate(paths):
+                path, size, mtime = file_key(src)
+                old = entries.get(path)
+                if old is not None and old[:2] == (size, mtime):
+                    slots[i], crcs[i] = old[2], old[3]
+                    continue
+                entries[path] = (size, mtime, next_slot, -1)
+                slots[i] = next_slot
+                todo.append((i, src, path, next_slot))
+                next_slot += 1
+            if todo:
+                self._grow(first_new, next_slot)
+                mm = np.memmap(self.data_path, dtype=np.uint8, mode="r+", shape=(next_slot, *self.size, 3))
 
-            def fill(item) -> int:
-                src, slot = item
-                mm[slot] = read_image(src, self.size)
-                return 1
+                def fill(item) -> tuple[int, int]:
+                    i, src, _, slot = item
+                    pixels = read_image(src, self.size)
+                    mm[slot] = pixels
+                    return i, checksum(pixels)
 
-            with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 decodes without the GIL
-                for n in pool.map(fill, todo):
-                    if progress is not None:
-                        progress(n)
-            mm.flush()
-            del mm
-            rows = [(path, *entry) for path, entry in entries.items()]
-            io.write_csv(self.index_path, pd.DataFrame(rows, columns=INDEX_COLUMNS))
-            self._map = None
-        return slots
+                try:
+                    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:  # cv2 decodes without the GIL
+                        for i, crc in pool.map(fill, todo):
+                            crcs[i] = crc
+                            if progress is not None:
+                                progress(1)
+                except BaseException:  # e.g. a corrupt image: give back the slots, index unchanged
+                    del mm
+                    with open(self.data_path, "r+b") as f:
+                        f.truncate(first_new * self.slot_bytes)
+                    raise
+                mm.flush()
+                del mm
+                for i, _, path, slot in todo:
+                    entries[path] = (*entries[path][:2], slot, int(crcs[i]))
+                rows = [(path, *entry) for path, entry in entries.items()]
+                io.write_csv(self.index_path, pd.DataFrame(rows, columns=INDEX_COLUMNS))
+                self._map = None
+        return slots, crcs
 
-    def _grow(self, slots: int) -> None:
+    def _grow(self, have: int, slots: int) -> None:
         need = slots * self.slot_bytes
-        with open(self.data_path, "ab") as f:
-            if f.tell() < need:
-                f.truncate(need)
+        more = (slots - have) * self.slot_bytes
+        free = shutil.disk_usage(self.dir).free
+        if more > free:
+            raise MaskclsError(
+                f"{self.data_path}: the image cache needs {more / 1e9:.1f} GB more at {self.size[0]}x{self.size[1]}, "
+                f"{free / 1e9:.1f} GB are free: use a smaller --img-size, another --cache-dir, or --no-cache"
+            )
+        try:
+            with open(self.data_path, "ab") as f:
+                if f.tell() < need:
+                    f.truncate(need)
+        except OSError as e:
+            raise io.write_error(self.data_path, e) from None
 
     # -- reading -------------------------------------------------------------------------------
     def _array(self) -> np.memmap:
@@ -97,6 +160,8 @@ class ImageCache:
         return self._map
 
     def read(self, slot: int) -> np.ndarray:
+        if slot >= len(self._array()):  # the file grew since this reader mapped it
+            self._map = None
         return np.array(self._array()[slot])  # a copy: augmentations write into it
 
     def __getstate__(self):  # DataLoader workers reopen the map themselves
@@ -106,13 +171,20 @@ class ImageCache:
 
 
 class CachedSource:
-    """A FaceDataset source: image i comes from its cache slot."""
+    """A FaceDataset source: image i comes from its cache slot, checked against its CRC."""
 
-    def __init__(self, cache: ImageCache, slots: np.ndarray):
-        self.cache, self.slots = cache, slots
+    def __init__(self, cache: ImageCache, slots: np.ndarray, crcs: np.ndarray, paths: list[str] | None = None):
+        self.cache, self.slots, self.crcs, self.paths = cache, slots, crcs, paths
 
     def __call__(self, i: int) -> np.ndarray:
-        return self.cache.read(int(self.slots[i]))
+        pixels = self.cache.read(int(self.slots[i]))
+        if checksum(pixels) != self.crcs[i]:
+            name = self.paths[i] if self.paths is not None else f"image {i}"
+            raise MaskclsError(
+                f"{name}: its cache slot {int(self.slots[i])} in {self.cache.data_path} holds other pixels than "
+                f"when it was written; delete {self.cache.dir} and run again"
+            )
+        return pixels
 
 
 def cached_source(cache_dir: str | Path, size, paths: list[str], console=None) -> CachedSource:
@@ -122,5 +194,5 @@ def cached_source(cache_dir: str | Path, size, paths: list[str], console=None) -
     cache = ImageCache(cache_dir, size)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"caching images at {size[0]}x{size[1]}", total=len(paths))
-        slots = cache.ensure(list(paths), progress=lambda n: progress.update(task, advance=n))
-    return CachedSource(cache, slots)
+        slots, crcs = cache.ensure(list(paths), progress=lambda n: progress.update(task, advance=n))
+    return CachedSource(cache, slots, crcs, list(paths))
