@@ -3,14 +3,18 @@
     CROPDIR/train/images/<person>/<stem>.jpg    CROPDIR/train/train.csv (copied)
     CROPDIR/eval/images/<ImageID>               CROPDIR/eval/info.csv   (copied)
     CROPDIR/boxes.csv                           path, detector, score, x0, y0, x1, y1
+    CROPDIR/crop.json                           the settings every crop in the folder was made with
 
 Every image gets exactly one row in boxes.csv: its crop, or `failed` when it cannot be read.
-A second run skips what boxes.csv already records (and whose crop exists).
+A second run skips what boxes.csv already records (and whose crop exists) — only with the same
+settings: a rerun with another size, margin or detector chain is refused (`--force` redoes all),
+so a folder never mixes two kinds of crops.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +30,9 @@ from rich.table import Table
 
 from maskcls import io
 from maskcls.data import scan_eval, scan_train
+from maskcls.data.dataset import decode
 from maskcls.detectors import Box, create_detectors, most_plausible
+from maskcls.errors import MaskclsError
 
 BOX_COLUMNS = ["path", "detector", "score", "x0", "y0", "x1", "y1"]
 
@@ -91,19 +97,53 @@ def load_done(boxes_csv: Path, out: Path) -> dict[str, list]:
     return {r.path: list(r) for r in done[BOX_COLUMNS].itertuples(index=False)}
 
 
+def recorded_settings(settings: CropSettings, detectors: list[str], options: dict) -> dict:
+    """What decides a crop's pixels: written to crop.json, compared on every rerun."""
+    record = {"size": list(settings.size), "margin": settings.margin, "down_shift": settings.down_shift,
+              "detectors": list(detectors)}  # fmt: skip
+    if "retinaface" in detectors:
+        record["retinaface_threshold"] = options.get("threshold")
+        record["retinaface_weights"] = options.get("weights")
+    return record
+
+
+def check_settings(out: Path, record: dict, force: bool) -> None:
+    """Refuse to add crops of other settings to a folder (or, with force, start it over)."""
+    path, boxes = out / "crop.json", out / "boxes.csv"
+    if force:
+        for p in (path, boxes):
+            p.unlink(missing_ok=True)
+    elif path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (json.JSONDecodeError, OSError):
+            raise MaskclsError(f"{path}: unreadable crop settings; rerun with --force to redo every crop") from None
+        diff = [f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in sorted(set(old) | set(record))
+                if old.get(k) != record.get(k)]  # fmt: skip
+        if diff:
+            raise MaskclsError(
+                f"{out}: holds crops made with other settings ({'; '.join(diff)}): "
+                "use another --out, or --force to redo every crop"
+            )
+    elif boxes.exists():
+        raise MaskclsError(f"{out}: holds crops without recorded settings (older maskcls); --force redoes them")
+
+
 def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings, workers: int = 2,
-             batch_size: int = 16, strict: bool = False, console: Console | None = None,
+             batch_size: int = 16, strict: bool = False, console: Console | None = None, force: bool = False,
              **detector_options) -> dict:  # fmt: skip
     """Crop every train and eval image; returns {'counts': per detector, 'failed': [paths]}."""
     console = console or Console()
     data, out = Path(data), Path(out)
     jobs = list_jobs(data)
-    out.mkdir(parents=True, exist_ok=True)
+    record = recorded_settings(settings, detectors, detector_options)
+    check_settings(out, record, force)
     boxes_csv = out / "boxes.csv"
     done = load_done(boxes_csv, out)
     todo = [j for j in jobs if j.rel not in done]
     console.print(f"{len(jobs)} images, {len(jobs) - len(todo)} already cropped, {len(todo)} to do")
     chain = create_detectors(detectors, **detector_options) if todo else []
+    io.write_json(out / "crop.json", record)  # before the first crop: a partial run is recorded too
     rows = dict(done)
     with open(boxes_csv, "a", newline="") as f, ThreadPoolExecutor(max(1, workers)) as pool:
         writer = csv.writer(f)
@@ -142,8 +182,11 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
 
 
 def _read(path: str) -> np.ndarray | None:
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
-    return None if img is None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    """RGB image, or None when unreadable or truncated (recorded as `failed`)."""
+    try:
+        return cv2.cvtColor(decode(path), cv2.COLOR_BGR2RGB)
+    except MaskclsError:
+        return None
 
 
 def _detect_chain(chain, images, pool) -> list[tuple[str, Box | None]]:

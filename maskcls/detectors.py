@@ -19,6 +19,7 @@ Choices (see README, "Face crops"):
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -94,14 +95,23 @@ class HaarDetector:
     WORK_SIDE = 384  # detect on a downscaled copy whose longer side is this: faster, same recall here
 
     def __init__(self, **_):
-        root = cv2.data.haarcascades
-        self.faces = [cv2.CascadeClassifier(root + f) for f in
-                      ("haarcascade_frontalface_alt2.xml", "haarcascade_frontalface_default.xml")]  # fmt: skip
-        self.eyes = cv2.CascadeClassifier(root + "haarcascade_eye.xml")
-        if any(c.empty() for c in [*self.faces, self.eyes]):
-            raise MaskclsError(
-                f"OpenCV Haar cascades not found in {root} (opencv-python-headless 5.x ships none; use 4.x)"
-            )
+        # A CascadeClassifier is not safe to share between threads (two identical crop runs gave
+        # different boxes for 1 image in 5): every thread that detects gets its own cascades.
+        self._local = threading.local()
+        self._cascades()  # fail now, not in a worker thread, when the files are missing
+
+    def _cascades(self) -> tuple[list, object]:
+        if not hasattr(self._local, "faces"):
+            root = cv2.data.haarcascades
+            faces = [cv2.CascadeClassifier(root + f) for f in
+                     ("haarcascade_frontalface_alt2.xml", "haarcascade_frontalface_default.xml")]  # fmt: skip
+            eyes = cv2.CascadeClassifier(root + "haarcascade_eye.xml")
+            if any(c.empty() for c in [*faces, eyes]):
+                raise MaskclsError(
+                    f"OpenCV Haar cascades not found in {root} (opencv-python-headless 5.x ships none; use 4.x)"
+                )
+            self._local.faces, self._local.eyes = faces, eyes
+        return self._local.faces, self._local.eyes
 
     def detect(self, images: list[np.ndarray]) -> list[list[Box]]:
         return [self._one(img) for img in images]
@@ -110,7 +120,8 @@ class HaarDetector:
         s = min(1.0, self.WORK_SIDE / max(img.shape[:2]))
         g = cv2.equalizeHist(cv2.cvtColor(cv2.resize(img, None, fx=s, fy=s), cv2.COLOR_RGB2GRAY))
         min_side = int(0.2 * min(g.shape))
-        for cascade in self.faces:
+        faces, _ = self._cascades()
+        for cascade in faces:
             found = cascade.detectMultiScale(g, scaleFactor=1.08, minNeighbors=3, minSize=(min_side, min_side))
             if len(found):
                 return [Box(x / s, y / s, (x + w) / s, (y + h) / s, 1.0) for x, y, w, h in found]
@@ -119,8 +130,9 @@ class HaarDetector:
 
     def _eye_pair(self, g: np.ndarray) -> Box | None:
         side = min(g.shape)
-        eyes = self.eyes.detectMultiScale(g, scaleFactor=1.08, minNeighbors=4, minSize=(int(side * 0.04),) * 2,
-                                          maxSize=(int(side * 0.25),) * 2)  # fmt: skip
+        _, eye_cascade = self._cascades()
+        eyes = eye_cascade.detectMultiScale(g, scaleFactor=1.08, minNeighbors=4, minSize=(int(side * 0.04),) * 2,
+                                            maxSize=(int(side * 0.25),) * 2)  # fmt: skip
         best = None
         for (ax, ay, aw, ah), (bx, by, bw, bh) in itertools.combinations(eyes, 2):
             a, b = np.array([ax + aw / 2, ay + ah / 2]), np.array([bx + bw / 2, by + bh / 2])

@@ -15,20 +15,27 @@ def crop_command(
         str, typer.Option(help="Detector chain, first hit wins: retinaface, mtcnn, haar, center.")
     ] = "haar,center",
     size: Annotated[str, typer.Option(help="Output size H W, e.g. '320 240' or '320x240'.")] = "320 240",
-    margin: Annotated[float, typer.Option(help="Margin around the face box, as a share of its size per side.")] = 0.2,
+    margin: Annotated[
+        float, typer.Option(help="Margin around the face box, as a share of its size per side.", min=0.0, max=2.0)
+    ] = 0.2,
     retinaface_weights: Annotated[
         Path | None,
         typer.Option(help="Local RetinaFace weights (offline); else the release URL.", dir_okay=False, exists=True),
     ] = None,
-    retinaface_threshold: Annotated[float, typer.Option(help="RetinaFace confidence threshold.")] = 0.7,
+    retinaface_threshold: Annotated[
+        float, typer.Option(help="RetinaFace confidence threshold.", min=0.0, max=1.0)
+    ] = 0.7,
     device: Annotated[str, typer.Option(help="Device for RetinaFace/MTCNN: auto, cpu or cuda.")] = "auto",
     workers: Annotated[
         int, typer.Option(help="Threads for reading, Haar detection and writing (-1 = all cores).")
     ] = -1,
     batch_size: Annotated[
-        int, typer.Option(help="Images per detection batch (RetinaFace runs them as one batch).")
+        int, typer.Option(help="Images per detection batch (RetinaFace runs them as one batch).", min=1)
     ] = 16,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when any image could not be read.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo every crop, also when --out holds crops of other settings.")
+    ] = False,
 ) -> None:
     """Crop the face of every train and eval image (resumable: a second run skips finished images).
 
@@ -40,11 +47,11 @@ def crop_command(
     from maskcls.crop import CropSettings, run_crop
     from maskcls.engine.trainer import resolve_device
 
-    h, w = parse_img_size(size)
+    h, w = parse_img_size(size, "--size")
     dev = str(resolve_device(device))
     result = run_crop(
         data, out, [d.strip() for d in detectors.split(",") if d.strip()], CropSettings(size=(h, w), margin=margin),
-        workers=(os.cpu_count() or 1) if workers < 0 else workers, batch_size=batch_size, strict=strict,
+        workers=(os.cpu_count() or 1) if workers < 0 else workers, batch_size=batch_size, strict=strict, force=force,
         weights=None if retinaface_weights is None else str(retinaface_weights), device=dev,
         threshold=retinaface_threshold,
     )  # fmt: skip
