@@ -1,3 +1,7 @@
+"""`python -m maskcls` (and `torchrun -m maskcls`): the same exit codes as the console script."""
+
+import sys
+
 from maskcls.cli import main
 
-main()
+sys.exit(main())

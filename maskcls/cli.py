@@ -53,10 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except MaskclsError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         return e.exit_code
-    except click_exceptions.ClickException as e:  # usage errors: Typer's own formatting, exit 2
-        from typer import rich_utils
-
-        rich_utils.rich_format_error(e)
+    except click_exceptions.ClickException as e:  # usage errors (bad flag or value): one line too, exit 2
+        message = " ".join(e.format_message().split())
+        ctx = getattr(e, "ctx", None)
+        hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
         return e.exit_code
     except typer.Abort:
         Console(stderr=True).print("aborted")

@@ -11,7 +11,6 @@ import difflib
 import json
 from pathlib import Path
 
-from maskcls import labels
 from maskcls.errors import MaskclsError
 
 ROOT = Path(__file__).resolve().parent.parent  # a clone with an editable install (see README)
@@ -27,6 +26,52 @@ CHOICES = {
     "augment": ["none", "light", "medium", "heavy"],
     "device": ["auto", "cpu", "cuda", "mps"],
 }
+
+
+# Allowed ranges, checked once when the layers merge: (low, high, low inclusive, high inclusive).
+INF = float("inf")
+RANGES = {
+    "epochs": (1, 10_000, True, True),
+    "batch_size": (1, 65_536, True, True),
+    "lr": (0, 1000, False, True),
+    "weight_decay": (0, 1, True, True),
+    "momentum": (0, 1, True, False),
+    "warmup_epochs": (0, 10_000, True, True),
+    "step_size": (1, 10_000, True, True),
+    "gamma": (0, 1, False, True),
+    "exp_gamma": (0, 1, False, True),
+    "label_smoothing": (0, 1, True, False),
+    "focal_gamma": (0, 10, True, True),
+    "oversample": (0, 1, True, True),
+    "mixup": (0, 100, True, True),
+    "cutmix": (0, 100, True, True),
+    "age_upper": (31, 120, True, True),
+    "folds": (2, 1000, True, True),
+    "accum_steps": (1, 1024, True, True),
+    "patience": (0, 10_000, True, True),
+    "workers": (-1, 256, True, True),
+}
+IMG_SIDE = (16, 1024)  # the contest's photos are 512x384: a larger input only upsamples (and a huge cache)
+
+
+def flag_name(key: str, source: str) -> str:
+    """How the user spelled key: `--batch-size` on the command line, `batch_size` in a file."""
+    return f"--{key.replace('_', '-')}" if source == "command line" else key
+
+
+def _in_range(key: str, value, source: str) -> None:
+    lo, hi, lo_in, hi_in = RANGES[key]
+    ok = (value >= lo if lo_in else value > lo) and (value <= hi if hi_in else value < hi)
+    if not ok:
+        interval = f"{'[' if lo_in else '('}{lo}, {hi}{']' if hi_in else ')'}"
+        raise MaskclsError(f"{source}: {flag_name(key, source)} must be in {interval} (got {value})")
+
+
+def check_name(name: str, what: str = "--name") -> str:
+    """A run name is one plain folder name: no path separators, no '..', not hidden."""
+    if not name or name in (".", "..") or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise MaskclsError(f"{what} must be a plain folder name, not a path (got {name!r})")
+    return name
 
 
 class Config(dict):
@@ -76,19 +121,35 @@ def merge(base: Config, update: dict, source: str) -> Config:
 
 
 def _check(key: str, value, default, source: str):
+    value = _check_type(key, value, default, source)
+    if value is not None and key in RANGES:
+        _in_range(key, value, source)
+    if key == "loss_weights" and any(not isinstance(w, int | float) or w < 0 for w in value.values()):
+        raise MaskclsError(f"{source}: loss_weights must be numbers >= 0 (got {value})")
+    if key == "name" and value is not None:
+        check_name(value, flag_name(key, source))
+    return value
+
+
+def _check_type(key: str, value, default, source: str):
     if key == "img_size":
         value = [value, value] if isinstance(value, int) else list(value)
         if len(value) == 1:
             value = value * 2
-        if len(value) != 2 or not all(isinstance(v, int) and v >= 16 for v in value):
-            raise MaskclsError(f"{source}: img_size must be one number or H W, each >= 16 (got {value})")
+        lo, hi = IMG_SIDE
+        if len(value) != 2 or not all(isinstance(v, int) and lo <= v <= hi for v in value):
+            raise MaskclsError(
+                f"{source}: {flag_name(key, source)} must be one number or H W, each in {lo}..{hi} (got {value})"
+            )
         return value
     if key == "fold":
         if value != "all" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise MaskclsError(f"{source}: fold must be a fold number or 'all' (got {value!r})")
         return value
     if key in CHOICES and value not in CHOICES[key]:
-        raise MaskclsError(f"{source}: {key} must be one of {', '.join(CHOICES[key])} (got {value!r})")
+        raise MaskclsError(
+            f"{source}: {flag_name(key, source)} must be one of {', '.join(CHOICES[key])} (got {value!r})"
+        )
     if default is None or value is None:
         return value
     if isinstance(default, bool):
@@ -101,7 +162,7 @@ def _check(key: str, value, default, source: str):
     else:
         ok = isinstance(value, type(default))
     if not ok:
-        raise MaskclsError(f"{source}: {key} must be {type(default).__name__} (got {value!r})")
+        raise MaskclsError(f"{source}: {flag_name(key, source)} must be {type(default).__name__} (got {value!r})")
     if isinstance(default, dict):
         unknown = set(value) - set(default)
         if unknown:
@@ -124,6 +185,4 @@ def resolve(task: str | None = None, config_file: str | Path | None = None, flag
         raise MaskclsError(f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1} or 'all')")
     if task is not None and cfg.task != task:
         raise MaskclsError(f"{config_file}: sets task {cfg.task!r} but the command trains {task!r}")
-    if cfg.age_upper <= labels.AGE_LOWER:
-        raise MaskclsError(f"age_upper must be above 30 (got {cfg.age_upper})")
     return cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskcls import labels
+from maskcls.data.dataset import truncation
 from maskcls.data.index import EvalIndex, TrainIndex
 
 SHOW_FIRST = 10  # how many junk entries and odd persons to list by name
@@ -31,13 +33,19 @@ def _counts_table(title: str, names: list[str], counts: pd.Series) -> Table:
 
 
 def image_sizes(paths, limit: int | None = None) -> tuple[Counter, list[str]]:
-    """(size counts, unreadable paths); reads headers only, so it is quick."""
+    """(size counts, unreadable or truncated paths); reads headers and file ends only, so it is quick."""
     sizes: Counter = Counter()
     bad = []
     for p in paths[:limit] if limit else paths:
         try:
             with Image.open(p) as im:
                 sizes[im.size] += 1
+            with open(p, "rb") as f:
+                f.seek(0)
+                head = f.read(8)
+                f.seek(max(0, os.path.getsize(p) - 4096))
+                if truncation(head + f.read()) is not None:
+                    bad.append(p)
         except Exception:  # any decoder failure means the same thing here: unreadable
             bad.append(p)
     return sizes, bad
@@ -84,7 +92,7 @@ def report(index: TrainIndex, eval_index: EvalIndex | None, console: Console, ag
     for (w, h), n in sizes.most_common(5):
         st.add_row(f"{w} x {h}", str(n))
     if unreadable:
-        st.add_row("[red]unreadable[/]", str(len(unreadable)))
+        st.add_row("[red]unreadable or truncated[/]", str(len(unreadable)))
     console.print(st)
 
     if len(odd):
@@ -101,7 +109,7 @@ def report(index: TrainIndex, eval_index: EvalIndex | None, console: Console, ag
     for line in index.csv_disagreements[:SHOW_FIRST]:
         console.print(f"  train.csv: {line}", markup=False)
     for p in unreadable[:SHOW_FIRST]:
-        console.print(f"  unreadable image: {p}", markup=False)
+        console.print(f"  unreadable or truncated image: {p}", markup=False)
     return {
         "persons": len(persons), "images": len(t), "junk": len(index.junk), "odd_persons": len(odd),
         "unreadable": len(unreadable), "classes": t["class"].value_counts().sort_index().to_dict(),

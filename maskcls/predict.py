@@ -17,13 +17,12 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader
 
 from maskcls import io
-from maskcls.config import Config
 from maskcls.data import scan_eval
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset
 from maskcls.engine.inference import infer
 from maskcls.engine.metrics import task_probs_from_class
-from maskcls.engine.trainer import auto_workers, cache_dir_of, resolve_device
+from maskcls.engine.trainer import auto_workers, resolve_device
 from maskcls.errors import MaskclsError
 from maskcls.models import load_for_inference
 from maskcls.runs import fold_checkpoints
@@ -38,12 +37,29 @@ def probs_table(image_ids, probs: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_size: int = 64,
-            device: str = "auto", console: Console | None = None) -> pd.DataFrame:  # fmt: skip
+def cache_for(ckpt_path: Path, cache_dir: Path | None) -> Path | None:
+    """Where predict may cache decoded images: --cache-dir, or the training cache of a run directory.
+
+    RUN/foldK/best.pt uses RUN/../cache, the folder its training filled (inside the --out the user
+    named then). A loose checkpoint gets no cache: predict writes nothing beside a file it was given,
+    and the checkpoint's own cache_dir (a teammate's path, say) is never used.
+    """
+    if cache_dir is not None:
+        return Path(cache_dir)
+    run_dir = ckpt_path.parent.parent
+    if ckpt_path.parent.name.startswith("fold") and (run_dir / "config.json").is_file():
+        return run_dir.parent / "cache"
+    return None
+
+
+def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_size: int = 64, device: str = "auto",
+            console: Console | None = None, cache_dir: Path | None = None) -> pd.DataFrame:  # fmt: skip
     console = console or Console()
     dev = resolve_device(device)
     ev = scan_eval(data).table
     checkpoints = [c for r in runs for c in fold_checkpoints(r)]
+    io.check_writable(out)  # before the inference work, not after it
+    io.clean_stale_temps(Path(out).parent)
     total: dict[str, np.ndarray] = {}
     heads_seen = None
     with Progress(console=console, transient=True) as progress:
@@ -53,12 +69,9 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
                 raise MaskclsError(f"{ckpt_path}: heads {ckpt['heads']} differ from the other runs' {heads_seen}")
             heads_seen = ckpt["heads"]
             cfg = ckpt["config"]
-            source = None
-            if cfg.get("cache"):
-                run_dir = ckpt_path.parent.parent  # RUN/foldK/best.pt
-                source = cached_source(
-                    cache_dir_of(Config(cfg), run_dir), cfg["img_size"], ev["path"].tolist(), console
-                )
+            source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") else None
+            if cache is not None:
+                source = cached_source(cache, cfg["img_size"], ev["path"].tolist(), console)
             ds = FaceDataset(ev["path"].tolist(), None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))

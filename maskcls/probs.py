@@ -48,11 +48,19 @@ def read_probs(path: str | Path) -> pd.DataFrame:
             raise MaskclsError(
                 f"{path}: empty or missing value in row {row + 2} ({df['ImageID'][row]}): truncated file?"
             )
-        off = np.abs(p.sum(axis=1) - 1) > SUM_TOLERANCE
-        if off.any() or (p < 0).any():
-            row = int(np.argmax(off)) if off.any() else int(np.argmax((p < 0).any(axis=1)))
+        negative = (p < 0).any(axis=1)
+        if negative.any():
+            row = int(np.argmax(negative))
             raise MaskclsError(
-                f"{path}: {head} probabilities of {df['ImageID'][row]} (row {row + 2}) sum to {p[row].sum():.4f}, not 1"
+                f"{path}: {head} probabilities of {df['ImageID'][row]} (row {row + 2}) include a negative value "
+                f"({p[row].min():.4g}): not probabilities"
+            )
+        off = np.abs(p.sum(axis=1) - 1) > SUM_TOLERANCE
+        if off.any():
+            row = int(np.argmax(off))
+            raise MaskclsError(
+                f"{path}: {head} probabilities of {df['ImageID'][row]} (row {row + 2}) sum to {p[row].sum():.4f}, "
+                f"not 1 (within {SUM_TOLERANCE})"
             )
     if df["ImageID"].duplicated().any():
         raise MaskclsError(f"{path}: ImageID {df['ImageID'][df['ImageID'].duplicated()].iloc[0]} appears twice")

@@ -20,6 +20,12 @@ from maskcls.probs import align, heads_of, read_probs, task_probs
 
 def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> dict[str, np.ndarray]:
     """Per-task probabilities aligned to image_ids from --mask/--gender/--age or --joint files."""
+    both = [t for t in ("mask", "gender", "age") if t in sources]
+    if "joint" in sources and both:
+        raise MaskclsError(
+            f"--joint and --{both[0]} both give {both[0]} predictions: pass --joint alone, or per-task files "
+            f"only (a joint file works there too: --mask J --gender J --age A)"
+        )
     probs = {}
     for task, path in sources.items():
         df = align(read_probs(path), image_ids, str(path), reference)
@@ -57,10 +63,15 @@ def validate(sub: pd.DataFrame, info: pd.DataFrame) -> None:
         raise MaskclsError("submission has ans outside 0..17")
 
 
-def score(sub: pd.DataFrame, answers_path: Path) -> dict:
-    """Macro-F1 and accuracy against an answer key (ImageID, ans): 18 classes and per task."""
+def read_answers(answers_path: Path, image_ids: pd.Series) -> pd.DataFrame:
+    """An answer key (ImageID, ans) aligned to image_ids; checked before anything is written."""
     key = read_csv(answers_path, ["ImageID", "ans"], dtype={"ImageID": str})
-    key = align(key, sub["ImageID"], str(answers_path), "the submission")
+    return align(key, image_ids, str(answers_path), "eval/info.csv")
+
+
+def score(sub: pd.DataFrame, answers: Path | pd.DataFrame) -> dict:
+    """Macro-F1 and accuracy against an answer key (ImageID, ans): 18 classes and per task."""
+    key = answers if isinstance(answers, pd.DataFrame) else read_answers(answers, sub["ImageID"])
     y, p = key["ans"].to_numpy(), sub["ans"].to_numpy()
     out = {"class": head_metrics(y, p, labels.NUM_CLASSES)}
     ty, tp = labels.decode(y), labels.decode(p)
@@ -72,9 +83,11 @@ def score(sub: pd.DataFrame, answers_path: Path) -> dict:
 def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | None = None,
            console: Console | None = None) -> tuple[Path, dict | None]:  # fmt: skip
     console = console or Console()
+    io.clean_stale_temps(out_dir)  # hidden temp files of a submit that was killed while writing
     info_path = Path(data) / "eval" / "info.csv"
     info = read_csv(info_path, ["ImageID", "ans"], dtype={"ImageID": str})
     probs = combine(sources, info["ImageID"], str(info_path))
+    key = read_answers(answers, info["ImageID"]) if answers is not None else None
     sub = info[["ImageID"]].copy()
     sub["ans"] = answers_from(probs).astype(int)
     validate(sub, info)
@@ -91,7 +104,7 @@ def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | 
     console.print(f"wrote {path}")
     metrics = None
     if answers is not None:
-        metrics = score(sub, answers)
+        metrics = score(sub, key)
         console.print(
             f"local score: macro-F1 {metrics['class']['f1']:.4f}  accuracy {metrics['class']['acc']:.4f}  "
             + "  ".join(f"{t} F1 {metrics[t]['f1']:.4f}" for t in ("mask", "gender", "age"))

@@ -110,7 +110,8 @@ def test_pseudo_labels_train_and_never_validate(demo_data, preds, tmp_path, caps
     from maskcls import config
     from maskcls.data import assign_folds
     from maskcls.data.splits import apply_folds
-    from maskcls.engine.trainer import FoldTrainer, load_table
+    from maskcls.data.table import load_table
+    from maskcls.engine.trainer import FoldTrainer
 
     code, text, err = run_cli(capsys, "pseudo-label", "--joint", tmp_path / "fold0.csv", "--data", demo_data,
                               "--threshold", "0.5", "--out", tmp_path / "pseudo.csv")  # fmt: skip

@@ -26,7 +26,7 @@ def cache_command(
     from maskcls.data.cache import cached_source
 
     console = Console()
-    h, w = parse_img_size(size)
+    h, w = parse_img_size(size, "--size")
     paths = scan_train(data).table["path"].tolist()
     if (data / "eval").exists():
         paths += scan_eval(data).table["path"].tolist()

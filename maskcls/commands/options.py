@@ -13,6 +13,11 @@ DataDir = Annotated[
 ]
 AgeUpper = Annotated[
     int,
-    typer.Option("--age-upper", help="First age of the oldest group: <30 / 30..UPPER-1 / >=UPPER (teams use 58-60)."),
+    typer.Option(
+        "--age-upper",
+        help="First age of the oldest group: <30 / 30..UPPER-1 / >=UPPER (teams use 58-60).",
+        min=31,
+        max=120,
+    ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Fixes splits, sampling, augmentation and initialisation.")]

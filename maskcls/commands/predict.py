@@ -15,8 +15,15 @@ def predict_command(
     data: DataDir,
     out: Annotated[Path, typer.Option(help="Output CSV: ImageID and one probability column per class.")],
     tta: Annotated[bool, typer.Option("--tta", help="Average with the horizontally flipped image.")] = False,
-    batch_size: Annotated[int, typer.Option(help="Images per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Decode-once image cache folder (default: a run's training cache; none for a loose .pt).",
+            file_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Predict eval/info.csv images; several runs or folds are averaged (soft vote).
 
@@ -24,4 +31,4 @@ def predict_command(
     """
     from maskcls.predict import predict
 
-    predict(runs, data, out, tta=tta, batch_size=batch_size, device=device)
+    predict(runs, data, out, tta=tta, batch_size=batch_size, device=device, cache_dir=cache_dir)

@@ -21,6 +21,37 @@ _REDUCED = {
 }
 
 
+def truncation(data: bytes) -> str | None:
+    """Why an encoded image is cut off, or None: a JPEG without its end marker, a PNG without IEND.
+
+    OpenCV decodes such files anyway and fills the missing rows with grey (with a warning that
+    names no file), so a truncated download would train silently. Checking the last bytes costs
+    nothing; trailing bytes after the end marker (some cameras add them) are tolerated.
+    """
+    tail = data[-4096:]
+    if data[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
+        return "truncated JPEG (no end-of-image marker)"
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail:
+        return "truncated PNG (no IEND chunk)"
+    return None
+
+
+def decode(path: str, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """BGR uint8 image of a complete file; MaskclsError naming the file otherwise."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise MaskclsError(f"{path}: cannot read image ({e.strerror})") from None
+    why = truncation(data)
+    if why is not None:
+        raise MaskclsError(f"{path}: {why}")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
+    if img is None:
+        raise MaskclsError(f"{path}: cannot decode image (corrupt or not an image)")
+    return img
+
+
 def read_image(path: str, size: tuple[int, int] | None = None, source_hw: tuple[int, int] = (512, 384)) -> np.ndarray:
     """Decode an image to RGB uint8 HxWx3, resized to size=(H, W) if given.
 
@@ -32,12 +63,10 @@ def read_image(path: str, size: tuple[int, int] | None = None, source_hw: tuple[
             if source_hw[0] // factor >= size[0] and source_hw[1] // factor >= size[1]:
                 flag = _REDUCED[factor]
                 break
-    img = cv2.imread(path, flag)
-    if img is None:
-        raise MaskclsError(f"{path}: cannot decode image (corrupt, truncated or not an image)")
+    img = decode(path, flag)
     if size is not None and img.shape[:2] != tuple(size):
         if img.shape[0] < size[0] or img.shape[1] < size[1]:  # smaller than assumed: decode in full
-            img = cv2.imread(path, cv2.IMREAD_COLOR)
+            img = decode(path, cv2.IMREAD_COLOR)
         img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 

@@ -24,6 +24,7 @@ from maskcls import labels
 from maskcls.errors import MaskclsError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
+MAX_AGE = 120  # an age above this in a folder name is a typo, not a person
 PERSON_RE = re.compile(r"^(?P<id>[0-9A-Za-z]+)_(?P<gender>male|female)_(?P<race>[^_]+)_(?P<age>\d{1,3})$", re.I)
 TRAIN_CSV_COLUMNS = ["id", "gender", "race", "age", "path"]
 INDEX_COLUMNS = [
@@ -128,6 +129,8 @@ def scan_train(data: str | Path, age_upper: int = labels.DEFAULT_AGE_UPPER) -> T
             raise MaskclsError(
                 f"{folder.path}: folder name does not parse as <id>_<gender>_<race>_<age> (e.g. 000001_female_Asian_45)"
             )
+        if int(m["age"]) > MAX_AGE:
+            raise MaskclsError(f"{folder.path}: age {m['age']} in the folder name is not plausible (max {MAX_AGE})")
         for stem, path in _scan_person(folder, junk):
             rows.append((m["id"], m["gender"].lower(), m["race"], int(m["age"]), stem, path))
     if not rows:
@@ -170,11 +173,19 @@ def cross_check(table: pd.DataFrame, csv_path: Path) -> list[str]:
     return out
 
 
+def check_image_id(name, source: Path, row: int) -> None:
+    """An ImageID is a plain file name inside eval/images: no folders, no '..', nothing hidden."""
+    if not isinstance(name, str) or not name or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise MaskclsError(f"{source}: row {row}: ImageID {name!r} is not a plain file name (no folders or '..')")
+
+
 def scan_eval(data: str | Path) -> EvalIndex:
     """DATA/eval/info.csv rows with the path of each listed image; a missing image is an error."""
     root = Path(data)
     info_path = root / "eval" / "info.csv"
     info = read_csv(info_path, ["ImageID", "ans"], dtype={"ImageID": str})
+    for i, name in enumerate(info["ImageID"]):
+        check_image_id(name, info_path, i + 2)
     dup = info["ImageID"][info["ImageID"].duplicated()]
     if len(dup):
         raise MaskclsError(f"{info_path}: ImageID {dup.iloc[0]} is listed more than once ({len(dup)} duplicates)")

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -22,11 +23,12 @@ from torch.utils.data import DataLoader
 
 from maskcls import io, labels
 from maskcls.config import Config
-from maskcls.data import assign_folds, load_folds, save_folds, scan_train
+from maskcls.data import assign_folds, load_folds, save_folds
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
 from maskcls.data.sampling import BalancedSampler
 from maskcls.data.splits import apply_folds
+from maskcls.data.table import load_table
 from maskcls.data.transforms import build_augment
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
@@ -65,20 +67,6 @@ def seed_everything(*seed: int) -> None:
     random.seed(s)
     np.random.seed(s)
     torch.manual_seed(s)
-
-
-def load_table(cfg) -> pd.DataFrame:
-    """Train index with folds; pseudo-labelled rows (cfg.extra) get fold -1: train, never validate."""
-    table = scan_train(cfg.data, cfg.age_upper).table
-    table["pseudo"] = False
-    if cfg.extra:
-        from maskcls.pseudo import load_pseudo
-
-        extra = load_pseudo(cfg.extra, cfg.age_upper)
-        extra["pseudo"] = True
-        console.print(f"pseudo-labelled rows from {cfg.extra}: {len(extra)} (train only)")
-        table = pd.concat([table, extra], ignore_index=True)
-    return table
 
 
 def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
@@ -192,19 +180,23 @@ class FoldTrainer:
 
     # -- checkpoints -----------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
+        # No RNG states: every epoch reseeds from (seed, fold, epoch), so a resumed run draws the
+        # same batches, augmentations and mixes as an uninterrupted one without them.
         return dict(
             epoch=epoch, fold=self.fold, optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
             scaler=self.scaler.state_dict(), best_score=self.best_score, best_epoch=self.best_epoch,
             history=self.history, finished=self.finished,
-            rng={"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
         )  # fmt: skip
 
     def resume(self) -> None:
         last = self.dir / "last.pt"
         if not last.exists():
             return
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        io.clean_stale_temps(self.dir)
+        ckpt = io.torch_load(last)  # never runs code, even from a planted last.pt
+        missing = {"model", "optimizer", "scheduler", "scaler", "epoch", "history"} - set(ckpt)
+        if missing:
+            raise MaskclsError(f"{last}: not a maskcls training checkpoint (lacks {', '.join(sorted(missing))})")
         self.model.load_state_dict(ckpt["model"])
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
@@ -212,9 +204,6 @@ class FoldTrainer:
         self.start_epoch = ckpt["epoch"] + 1
         self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
         self.history, self.finished = ckpt["history"], ckpt["finished"]
-        torch.set_rng_state(ckpt["rng"]["torch"])
-        np.random.set_state(ckpt["rng"]["numpy"])
-        random.setstate(ckpt["rng"]["python"])
         console.print(f"  resuming fold {self.fold} after epoch {ckpt['epoch'] + 1} of {self.cfg.epochs}")
 
     # -- the loop ----------------------------------------------------------------------------
@@ -322,21 +311,8 @@ def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:
     return out
 
 
-def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | None = None) -> Path:
-    """Train every fold the config asks for; returns the run directory."""
-    if resume is not None:
-        run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file():
-            raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
-        cfg = Config(json.loads((run_dir / "config.json").read_text()))
-    else:
-        if cfg.data is None:
-            raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
-    # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
-    check_backbone(cfg.backbone)
-    table = load_table(cfg)
-    if resume is None:
-        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}")
+def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) -> tuple[list[dict], list[int]]:
+    if new:
         io.write_json(run_dir / "config.json", cfg)
         heads = task_heads(cfg)
         io.write_json(run_dir / "label_map.json", {h: labels.task_classes(h, cfg.age_upper) for h in heads})
@@ -358,6 +334,42 @@ def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | N
                 f"CUDA out of memory at batch size {cfg.batch_size}: lower --batch-size "
                 "(or keep the effective batch with accum_steps)"
             ) from None
+    return summaries, fold_ids
+
+
+def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | None = None) -> Path:
+    """Train every fold the config asks for; returns the run directory."""
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.json").is_file():
+            raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
+        cfg = Config(json.loads((run_dir / "config.json").read_text()))
+    else:
+        if cfg.data is None:
+            raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
+    # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
+    check_backbone(cfg.backbone)
+    table = load_table(cfg)
+    if cfg.extra:
+        console.print(f"pseudo-labelled rows from {cfg.extra}: {int(table['pseudo'].sum())} (train only)")
+    n_persons = table.loc[~table["pseudo"], "person"].nunique()
+    if cfg.folds > n_persons:
+        raise MaskclsError(f"--folds {cfg.folds} is more than the {n_persons} persons in {cfg.data}")
+    if resume is None:
+        out_existed = Path(cfg.out).exists()
+        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}")
+        try:
+            summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=True)
+        except BaseException:
+            # A run that never finished an epoch holds nothing to resume: remove it (and an --out
+            # folder this call made), so a fixed command gets the same name, not a `-2` suffix.
+            if not any(run_dir.glob("fold*/last.pt")):
+                shutil.rmtree(run_dir, ignore_errors=True)
+                if not out_existed:
+                    shutil.rmtree(cfg.out, ignore_errors=True)
+            raise
+    else:
+        summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=False)
     oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in fold_ids], ignore_index=True)
     io.write_csv(run_dir / "oof.csv", oof)
     io.write_json(run_dir / "summary.json", {"folds": [int(k) for k in fold_ids],

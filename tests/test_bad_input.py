@@ -1,0 +1,91 @@
+"""A battery of bad inputs: each one is exit code 2, one line naming the flag or file, no traceback,
+and nothing left behind in the folder the command was told to write to."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+
+TINY = ["--backbone", "test_resnet", "--img-size", "32", "--workers", "0", "--epochs", "1"]
+
+
+@pytest.fixture(scope="module")
+def bad(demo_data, tmp_path_factory):
+    """Broken files next to a copy of the demo set; {name: path}."""
+    root = tmp_path_factory.mktemp("bad")
+    files = {"text": root / "notes.txt", "unknown_key": root / "c.json", "bad_json": root / "b.json"}
+    files["text"].write_text("hello\n")
+    files["unknown_key"].write_text(json.dumps({"epoch": 3}))
+    files["bad_json"].write_text("{epochs: 3")
+    aged = root / "aged"
+    shutil.copytree(demo_data, aged)
+    first = sorted((aged / "train" / "images").glob("0*"))[0]
+    first.rename(first.with_name(first.name.rsplit("_", 1)[0] + "_200"))
+    files["aged"] = aged
+    unparsable = root / "unparsable"
+    shutil.copytree(demo_data, unparsable)
+    (unparsable / "train" / "images" / "someone").mkdir()
+    files["unparsable"] = unparsable
+    ids = pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"]
+    preds = pd.DataFrame({"ImageID": ids, "mask_0": 1.0, "mask_1": 0.0, "mask_2": 0.0, "gender_0": 1.0,
+                          "gender_1": 0.0, "age_0": 1.0, "age_1": 0.0, "age_2": 0.0})  # fmt: skip
+    files["preds"] = root / "preds.csv"
+    preds.to_csv(files["preds"], index=False)
+    return files
+
+
+# (command and arguments, text the one-line error must contain). DATA, OUT and {file} are filled in.
+CASES = [
+    (["train-age", *TINY, "--epochs", "0"], "--epochs must be in [1, 10000] (got 0)"),
+    (["train-age", *TINY, "--lr", "-1"], "--lr must be in (0, 1000] (got -1.0)"),
+    (["train-age", *TINY, "--batch-size", "0"], "--batch-size must be in [1, 65536] (got 0)"),
+    (["train-age", *TINY, "--accum-steps", "0"], "--accum-steps must be in [1, 1024] (got 0)"),
+    (["train-age", *TINY, "--oversample", "2"], "--oversample must be in [0, 1] (got 2.0)"),
+    (["train-age", *TINY, "--img-size", "100000"], "--img-size: each side must be in 16..1024"),
+    (["train-age", *TINY, "--optimizer", "lion"], "--optimizer must be one of adam, adamw, sgd"),
+    (["train-age", *TINY, "--age-upper", "20"], "--age-upper must be in [31, 120] (got 20)"),
+    (["train-age", *TINY, "--folds", "1"], "--folds must be in [2, 1000] (got 1)"),
+    (["train-age", *TINY, "--fold", "7", "--folds", "5"], "fold 7 does not exist with 5 folds"),
+    (["train-age", *TINY, "--name", "../X"], "--name must be a plain folder name"),
+    (["train-age", *TINY, "--backbone", "resnet1B"], "unknown backbone 'resnet1B'"),
+    (["train-age", *TINY, "--weights", "{text}"], "notes.txt: not a PyTorch weights file"),
+    (["train-age", *TINY, "--weights", "missing.pt"], "missing.pt: weights file not found"),
+    (["train-age", *TINY, "--config", "{unknown_key}"], "unknown config key 'epoch' (did you mean epochs?)"),
+    (["train-age", *TINY, "--config", "{bad_json}"], "b.json: invalid JSON"),
+    (["train-age", *TINY, "--extra", "{text}"], "notes.txt: missing column(s) ImageID"),
+    (["train-age", *TINY, "--epoch", "3"], "No such option: --epoch"),
+    (["train-age", *TINY, "--data", "{aged}"], "age 200 in the folder name is not plausible"),
+    (["train-age", *TINY, "--data", "{unparsable}"], "someone: folder name does not parse"),
+    (["train-age", *TINY, "--data", "nowhere"], "nowhere/train/images: directory not found"),
+    (["predict", "{text}", "--out", "OUT/p.csv"], "notes.txt: not a PyTorch checkpoint"),
+    (["predict", "missing-run", "--out", "OUT/p.csv"], "'missing-run' does not exist"),
+    (["predict", "{text}", "--out", "OUT/p.csv", "--batch-size", "0"], "--batch-size"),
+    (["submit", "--joint", "{preds}", "--age", "{preds}", "--out", "OUT"], "--joint and --age both give age"),
+    (["submit", "--joint", "missing.csv", "--out", "OUT"], "missing.csv: file not found"),
+    (["submit", "--joint", "{text}", "--out", "OUT"], "notes.txt: missing column(s) ImageID"),
+    (["submit", "--joint", "{preds}", "--out", "OUT", "--answers", "{text}"], "notes.txt: missing column(s)"),
+    (["ensemble", "{preds}", "{preds}", "--weights", "a,b", "--out", "OUT/e.csv"], "--weights must be"),
+    (["crop", "--out", "OUT", "--size", "100000"], "--size: each side must be in 16..1024"),
+    (["crop", "--out", "OUT", "--margin", "-1"], "--margin"),
+    (["crop", "--out", "OUT", "--detectors", "yolo"], "unknown detector 'yolo'"),
+    (["eda", "--age-upper", "10"], "--age-upper"),
+    (["pseudo-label", "--joint", "{preds}", "--out", "OUT/p.csv", "--threshold", "2"], "--threshold must be in"),
+]
+
+
+@pytest.mark.parametrize("args,needle", CASES, ids=[" ".join(a[:1] + a[-2:]) for a, _ in CASES])
+def test_bad_input_is_one_line_exit_2_and_leaves_nothing(args, needle, bad, demo_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    filled = [str(a).replace("OUT", str(out)).format(**{k: str(v) for k, v in bad.items()}) for a in args]
+    if "--data" not in filled and filled[0] != "ensemble":
+        filled += ["--data", str(demo_data)]
+    if filled[0].startswith("train-"):
+        filled += ["--out", str(out)]
+    code, _, err = run_cli(capsys, *filled)
+    assert code == 2, err
+    assert needle in err, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err, err
+    assert not out.exists() or not any(out.iterdir()), list(out.rglob("*"))
