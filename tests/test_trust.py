@@ -83,12 +83,14 @@ def test_checkpoints_are_plain_data_and_older_ones_still_load(tiny_run, demo_dat
 # 2 ---------------------------------------------------------------------------------------------
 FILL_AND_CHECK = textwrap.dedent(
     """
-    import sys
+    import os, sys, time
     import numpy as np
     from maskcls.data import scan_train
     from maskcls.data.cache import cached_source
     from maskcls.data.dataset import read_image
     paths = scan_train(sys.argv[1]).table["path"].tolist()
+    while not os.path.exists(sys.argv[3]):  # both processes start filling at the same moment
+        time.sleep(0.001)
     source = cached_source(sys.argv[2], (40, 30), paths)
     bad = [p for i, p in enumerate(paths) if not np.array_equal(source(i), read_image(p, (40, 30)))]
     print(len(paths), len(bad))
@@ -100,9 +102,12 @@ def test_two_processes_fill_one_cache_from_two_data_sets_at_once(demo_data, tmp_
     from maskcls.demo import make_demo
 
     other = make_demo(tmp_path / "other", train_persons=60, eval_persons=0, seed=7)
-    cache = tmp_path / "cache"
-    procs = [subprocess.Popen([sys.executable, "-c", FILL_AND_CHECK, str(d), str(cache)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for d in (demo_data, other)]  # fmt: skip
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", FILL_AND_CHECK, str(d), str(cache), str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for d in (demo_data, other)]  # fmt: skip
+    time.sleep(8)  # both have imported torch and scanned their data by now
+    go.touch()
     results = [p.communicate(timeout=300) for p in procs]
     for (out, err), p in zip(results, procs, strict=True):
         assert p.returncode == 0, err[-2000:]
