@@ -13,7 +13,7 @@ DataLoader workers (forked or spawned) each get their own.
 Several runs may share one cache at once (the default `OUT/cache` is shared by every run there):
 adding entries happens under an exclusive lock, a written slot is never rewritten (so a slot a
 reader has mapped keeps its pixels), and every read checks the slot's CRC-32 against the index
-(about 10 us for a 128x96 image): pixels from anywhere else are an error, never training data.
+(6 us at 128x96, 23 us at 224x224 on this 2-core box): pixels from anywhere else are an error, never training data.
 """
 
 from __future__ import annotations
