@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry: run the app, map known errors to exit codes without tracebacks."""
     argv = join_img_size(list(sys.argv[1:] if argv is None else argv))
     try:
+        if any(a == "--gpus" or a.startswith("--gpus=") for a in argv):
+            from maskcls.engine import distributed
+
+            argv, gpus = distributed.pop_gpus(argv)
+            if gpus > 1 and not distributed.launched():  # --gpus N: the same command, N processes, torchrun
+                return distributed.relaunch(argv, gpus)
         rv = app(args=argv, prog_name="maskcls", standalone_mode=False)
     except MaskclsError as e:
         Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from maskcls import io
 from maskcls.data import scan_eval
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset
+from maskcls.engine import distributed
 from maskcls.engine.inference import infer
 from maskcls.engine.metrics import task_probs_from_class
 from maskcls.engine.trainer import auto_workers, resolve_device
@@ -55,11 +56,18 @@ def cache_for(ckpt_path: Path, cache_dir: Path | None) -> Path | None:
 def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_size: int = 64, device: str = "auto",
             console: Console | None = None, cache_dir: Path | None = None) -> pd.DataFrame:  # fmt: skip
     console = console or Console()
+    ctx = distributed.setup(device)  # under torchrun: each rank predicts every world-th image
+    console.quiet = not ctx.main
     dev = resolve_device(device)
+    if ctx.active and dev.type == "cuda":
+        dev = torch.device("cuda", ctx.local_rank)
     ev = scan_eval(data).table
     checkpoints = [c for r in runs for c in fold_checkpoints(r)]
-    io.check_writable(out)  # before the inference work, not after it
-    io.clean_stale_temps(Path(out).parent)
+    if ctx.main:
+        io.check_writable(out)  # before the inference work, not after it
+        io.clean_stale_temps(Path(out).parent)
+    mine = distributed.shard(len(ev), ctx)
+    paths = ev["path"].iloc[mine].tolist()
     total: dict[str, np.ndarray] = {}
     heads_seen = None
     with Progress(console=console, transient=True) as progress:
@@ -71,18 +79,21 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
             cfg = ckpt["config"]
             source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") else None
             if cache is not None:
-                source = cached_source(cache, cfg["img_size"], ev["path"].tolist(), console)
-            ds = FaceDataset(ev["path"].tolist(), None, cfg["img_size"], source=source)
+                source = cached_source(cache, cfg["img_size"], paths, console)
+            ds = FaceDataset(paths, None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
             probs = infer(model, loader, dev, amp=dev.type == "cuda", tta=tta,
                           progress=lambda n, t=task: progress.update(t, advance=n))  # fmt: skip
+            probs = distributed.gather(mine, probs, len(ev))  # info.csv order, every image
             for k, v in probs.items():
                 total[k] = total.get(k, 0) + v / len(checkpoints)
             del model
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     table = probs_table(ev["ImageID"], total)
+    if not ctx.main:
+        return table
     io.write_csv(out, table)
     console.print(f"wrote {out}: {len(table)} images, {len(checkpoints)} checkpoint(s), heads {', '.join(total)}"
                   f"{', hflip TTA' if tta else ''}")  # fmt: skip

@@ -17,6 +17,9 @@ def predict_command(
     tta: Annotated[bool, typer.Option("--tta", help="Average with the horizontally flipped image.")] = False,
     batch_size: Annotated[int, typer.Option(help="Images per batch.", min=1)] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps.")] = "auto",
+    gpus: Annotated[
+        int, typer.Option(help="Predict on N processes under torchrun, each a shard of the images.", min=1)
+    ] = 1,
     cache_dir: Annotated[
         Path | None,
         typer.Option(

@@ -118,6 +118,20 @@ def make_train_command(task: str):
         amp: Annotated[
             bool | None, typer.Option("--amp/--no-amp", help="Mixed precision (CUDA only).", rich_help_panel=OPTIM)
         ] = None,
+        sync_bn: Annotated[
+            bool | None,
+            typer.Option(
+                "--sync-bn/--no-sync-bn",
+                help="Under torchrun: SyncBatchNorm over the global batch.",
+                rich_help_panel=OPTIM,
+            ),
+        ] = None,
+        gpus: Annotated[
+            int,
+            typer.Option(
+                help="Train with DDP on N processes (relaunches itself under torchrun).", min=1, rich_help_panel=RUN
+            ),
+        ] = 1,
         fold: Annotated[
             str | None,
             typer.Option(help="Train fold K (validation = the persons of fold K), or 'all'.", rich_help_panel=RUN),
@@ -178,7 +192,7 @@ def make_train_command(task: str):
             augment=augment, oversample=oversample, age_upper=age_upper, extra=None if extra is None else str(extra),
             mixup=mixup, cutmix=cutmix, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
             scheduler=scheduler, weight_decay=weight_decay, loss=loss, label_smoothing=label_smoothing,
-            accum_steps=accum_steps, patience=patience, amp=amp, seed=seed,
+            accum_steps=accum_steps, patience=patience, amp=amp, sync_bn=sync_bn, seed=seed,
             out=None if out is None else str(out), name=name, workers=workers, device=device, wandb=wandb or None,
             cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
         )  # fmt: skip

@@ -44,6 +44,36 @@ class BalancedSampler(Sampler[int]):
         return self.num_samples
 
 
+class ShardSampler(Sampler[int]):
+    """One rank's share of a base sampler under DistributedDataParallel.
+
+    The base sampler's draw is cut into global batches of `global_batch`; this rank takes its
+    `global_batch // world` consecutive indices of each. So the union over ranks is exactly the
+    single-process draw, batch by batch: with the same seed and global batch, every optimizer
+    step sees the same images as a one-process run (augmentation draws differ per rank).
+    """
+
+    def __init__(self, base: Sampler[int], global_batch: int, rank: int, world: int, drop_last: bool):
+        self.base, self.rank, self.world, self.drop_last = base, rank, world, drop_last
+        self.global_batch, self.local_batch = global_batch, global_batch // world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def _batches(self, n: int) -> int:
+        return n // self.global_batch if self.drop_last else -(-n // self.global_batch)
+
+    def __iter__(self):
+        idx = list(self.base)
+        n = self._batches(len(idx)) * self.global_batch
+        idx = (idx * (1 + n // max(len(idx), 1)))[:n]  # the last partial batch is filled from the start
+        lo, hi = self.rank * self.local_batch, (self.rank + 1) * self.local_batch
+        return iter([i for start in range(0, n, self.global_batch) for i in idx[start + lo : start + hi]])
+
+    def __len__(self) -> int:
+        return self._batches(len(self.base)) * self.local_batch
+
+
 def neighbor_smoothing(labels: torch.Tensor, eps: float, num_classes: int = 3) -> torch.Tensor:
     """Soft targets for an ordinal label: eps goes only to the adjacent classes.
 

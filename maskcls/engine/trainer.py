@@ -26,10 +26,11 @@ from maskcls.config import Config
 from maskcls.data import assign_folds, load_folds, save_folds
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
-from maskcls.data.sampling import BalancedSampler
+from maskcls.data.sampling import BalancedSampler, ShardSampler
 from maskcls.data.splits import apply_folds
 from maskcls.data.table import load_table
 from maskcls.data.transforms import build_augment
+from maskcls.engine import distributed
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
 from maskcls.engine.losses import LOSSES, soft_targets
@@ -138,7 +139,12 @@ class FoldTrainer:
     def __init__(self, cfg, table: pd.DataFrame, fold: int, fold_dir: Path, callbacks: list[Callback]):
         self.cfg, self.fold, self.dir, self.callbacks = cfg, fold, fold_dir, callbacks
         self.heads = task_heads(cfg)
+        self.ctx = distributed.setup(cfg.device)
         self.device = resolve_device(cfg.device)
+        if self.ctx.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.ctx.local_rank)
+        if cfg.batch_size % self.ctx.world:
+            raise MaskclsError(f"--batch-size {cfg.batch_size} (global) must divide by {self.ctx.world} processes")
         self.amp = cfg.amp and self.device.type == "cuda"
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
         self.train_df = table[table["fold"] != fold].reset_index(drop=True)
@@ -149,6 +155,14 @@ class FoldTrainer:
         self.model = build_model(cfg, self.heads).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = self.model  # what training calls: the model itself, or its DDP wrapper
+        if self.ctx.active:
+            if cfg.sync_bn and self.device.type != "cuda":
+                raise MaskclsError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it on CPU")
+            if cfg.sync_bn:
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            ids = [self.ctx.local_rank] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.workers = cfg.workers if cfg.workers >= 0 else auto_workers(self.device)
         self.train_loader = self._loader(self.train_df, train=True)
         self.val_loader = self._loader(self.val_df, train=False)
@@ -170,13 +184,21 @@ class FoldTrainer:
         ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment, source=source)
         kw = dict(num_workers=self.workers, pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
                   persistent_workers=self.workers > 0)  # fmt: skip
-        if not train:
+        if not train:  # each rank validates every world-th image; validate() gathers the whole fold
+            self.val_idx = distributed.shard(len(ds), self.ctx)
+            ds = torch.utils.data.Subset(ds, self.val_idx.tolist()) if self.ctx.active else ds
             return DataLoader(ds, batch_size=cfg.batch_size * 2, shuffle=False, **kw)
         balance_on = "class" if len(self.heads) > 1 else next(iter(self.heads))
         self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.fold)
+        drop_last = len(ds) > cfg.batch_size
         self.generator = torch.Generator()
-        return DataLoader(ds, batch_size=cfg.batch_size, sampler=self.sampler, generator=self.generator,
-                          drop_last=len(ds) > cfg.batch_size, **kw)  # fmt: skip
+        if self.ctx.active:  # this rank's slice of each global batch: the union is the 1-process draw
+            self.sampler = ShardSampler(self.sampler, cfg.batch_size, self.ctx.rank, self.ctx.world, drop_last)
+            batch, drop_last = cfg.batch_size // self.ctx.world, False
+        else:
+            batch = cfg.batch_size
+        return DataLoader(ds, batch_size=batch, sampler=self.sampler, generator=self.generator, drop_last=drop_last,
+                          **kw)  # fmt: skip
 
     # -- checkpoints -----------------------------------------------------------------------
     def _state(self, epoch: int) -> dict:
@@ -192,7 +214,8 @@ class FoldTrainer:
         last = self.dir / "last.pt"
         if not last.exists():
             return
-        io.clean_stale_temps(self.dir)
+        if self.ctx.main:
+            io.clean_stale_temps(self.dir)
         ckpt = io.torch_load(last)  # never runs code, even from a planted last.pt
         missing = {"model", "optimizer", "scheduler", "scaler", "epoch", "history"} - set(ckpt)
         if missing:
@@ -208,14 +231,14 @@ class FoldTrainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def train_one_epoch(self, epoch: int, progress: Progress) -> float:
-        cfg, model = self.cfg, self.model
+        cfg, model = self.cfg, self.net
         model.train()
         seed_everything(cfg.seed, self.fold, epoch)  # same batches and augmentations after a resume
         self.sampler.set_epoch(epoch)
         self.generator.manual_seed(cfg.seed * 1000 + self.fold * 100 + epoch)
         aug = self.train_loader.dataset.augment
-        if aug is not None:
-            aug.set_random_seed(cfg.seed * 1000 + self.fold * 100 + epoch)
+        if aug is not None:  # each rank its own augmentation stream
+            aug.set_random_seed(cfg.seed * 1000 + self.fold * 100 + epoch + 7919 * self.ctx.rank)
         mix_gen = torch.Generator().manual_seed(cfg.seed + epoch)
         weights = {h: cfg.loss_weights.get(h, 1.0) for h in self.heads}
         task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_loader), loss=float("nan"))
@@ -231,7 +254,7 @@ class FoldTrainer:
             with autocast(self.device, self.amp):
                 out = model(x)
             loss = sum(weights[h] * self.loss.criterion(out[h], targets[h], cfg.focal_gamma) for h in self.heads)
-            if not torch.isfinite(loss):
+            if not self._all_finite(loss):
                 last = self.dir / "last.pt"
                 kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished yet"
                 raise MaskclsError(
@@ -248,20 +271,30 @@ class FoldTrainer:
             n += len(x)
             progress.update(task, advance=1, loss=total / n)
         progress.remove_task(task)
-        return total / max(n, 1)
+        return distributed.mean(total / max(n, 1), n)
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        """Finite on every rank (all ranks stop together, none waits forever for the others)."""
+        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+        if self.ctx.active:
+            torch.distributed.all_reduce(bad.to(self.device), op=torch.distributed.ReduceOp.MAX)
+        return bad.item() == 0
 
     def validate(self) -> tuple[dict, dict]:
         probs = infer(self.model, self.val_loader, self.device, self.amp)
+        probs = distributed.gather(self.val_idx, probs, len(self.val_df))  # the whole fold, on every rank
         targets = {h: self.val_df[h].to_numpy() for h in [*self.heads, "class"]}
         return probs, evaluate(probs, targets)
 
     def fit(self) -> dict:
         self.resume()
+        if not self.ctx.main:  # rank 0 alone writes checkpoints, logs, plots and wandb
+            self.callbacks = []
         for cb in self.callbacks:
             cb.on_fold_start(self.fold, self.dir, self.cfg)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]  # fmt: skip
-        with Progress(*columns, console=console, transient=True) as progress:
+        with Progress(*columns, console=console, transient=True, disable=not self.ctx.main) as progress:
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 if self.finished:
                     break
@@ -278,12 +311,14 @@ class FoldTrainer:
                 self.history.append(row)
                 patience = self.cfg.patience
                 self.finished = epoch + 1 == self.cfg.epochs or bool(patience and epoch - self.best_epoch >= patience)
-                if improved:
+                if improved and self.ctx.main:
                     self._save_best(epoch, probs, metrics)
-                save_checkpoint(self.dir / "last.pt", self.model, self.cfg, self.heads, **self._state(epoch))
-                io.write_csv(self.dir / "history.csv", pd.DataFrame(self.history))
+                if self.ctx.main:
+                    save_checkpoint(self.dir / "last.pt", self.model, self.cfg, self.heads, **self._state(epoch))
+                    io.write_csv(self.dir / "history.csv", pd.DataFrame(self.history))
                 for cb in self.callbacks:
                     cb.on_epoch_end(self.fold, row)
+        distributed.barrier()  # rank 0 has written metrics.json
         summary = json.loads((self.dir / "metrics.json").read_text())
         for cb in self.callbacks:
             cb.on_fold_end(self.fold, summary)
@@ -312,13 +347,20 @@ def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:
 
 
 def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) -> tuple[list[dict], list[int]]:
-    if new:
+    ctx = distributed.setup(cfg.device)
+    if new and ctx.main:
         io.write_json(run_dir / "config.json", cfg)
         heads = task_heads(cfg)
         io.write_json(run_dir / "label_map.json", {h: labels.task_classes(h, cfg.age_upper) for h in heads})
     console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
+    if ctx.active:
+        backend = torch.distributed.get_backend()
+        console.print(f"DistributedDataParallel: {ctx.world} processes ({backend}), global batch {cfg.batch_size} = "
+                      f"{ctx.world} x {cfg.batch_size // ctx.world}")  # fmt: skip
     real = table[~table["pseudo"]]
-    folds = build_folds(cfg, real, run_dir)
+    folds = build_folds(cfg, real, run_dir) if ctx.main else None
+    distributed.barrier()
+    folds = folds if ctx.main else load_folds(run_dir / "folds.csv")
     pseudo = table[table["pseudo"]].assign(fold=-1)  # fold -1: in every training set, never validated
     table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), pseudo], ignore_index=True)
     fold_ids = [int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all" else [int(cfg.fold)]
@@ -355,21 +397,26 @@ def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | N
     n_persons = table.loc[~table["pseudo"], "person"].nunique()
     if cfg.folds > n_persons:
         raise MaskclsError(f"--folds {cfg.folds} is more than the {n_persons} persons in {cfg.data}")
+    ctx = distributed.setup(cfg.device)
+    console.quiet = not ctx.main
     if resume is None:
         out_existed = Path(cfg.out).exists()
-        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}")
+        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}") if ctx.main else None
+        run_dir = Path(distributed.broadcast(str(run_dir)))
         try:
             summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=True)
         except BaseException:
             # A run that never finished an epoch holds nothing to resume: remove it (and an --out
             # folder this call made), so a fixed command gets the same name, not a `-2` suffix.
-            if not any(run_dir.glob("fold*/last.pt")):
+            if ctx.main and not any(run_dir.glob("fold*/last.pt")):
                 shutil.rmtree(run_dir, ignore_errors=True)
                 if not out_existed:
                     shutil.rmtree(cfg.out, ignore_errors=True)
             raise
     else:
         summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=False)
+    if not ctx.main:
+        return run_dir
     oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in fold_ids], ignore_index=True)
     io.write_csv(run_dir / "oof.csv", oof)
     io.write_json(run_dir / "summary.json", {"folds": [int(k) for k in fold_ids],
