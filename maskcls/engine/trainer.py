@@ -275,9 +275,9 @@ class FoldTrainer:
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         """Finite on every rank (all ranks stop together, none waits forever for the others)."""
-        bad = torch.tensor([0.0 if torch.isfinite(loss) else 1.0])
+        bad = torch.logical_not(torch.isfinite(loss.detach())).float().reshape(1)  # on the loss's device (NCCL)
         if self.ctx.active:
-            torch.distributed.all_reduce(bad.to(self.device), op=torch.distributed.ReduceOp.MAX)
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         return bad.item() == 0
 
     def validate(self) -> tuple[dict, dict]:
