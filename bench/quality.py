@@ -53,6 +53,7 @@ ABLATIONS = [
     Variant("separate", "separate task models (3x the compute)", tasks="separate"),
     Variant("age58", "age threshold 58 for the training labels", ["--age-upper", "58"]),
     Variant("no-tta", "no TTA", tta=False, reuse="default"),
+    Variant("no-decay-norm-bias", "no weight decay on biases and norm layers", ["--set", "decay_norm_bias=false"]),
 ]
 
 
@@ -99,6 +100,11 @@ def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, t
     return result
 
 
+def slug_of(name: str) -> str:
+    """The slug of a row written before rows carried one (matched by its name)."""
+    return next((v.slug for v in ABLATIONS if v.name == name), name)
+
+
 def row(table: Table, r: dict) -> None:
     if "class" in r:
         table.add_row(r["name"], f"{r['class']['f1']:.4f}", f"{r['class']['acc']:.4f}",
@@ -124,7 +130,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12, help="default run budget (about 50 s an epoch on 2 cores)")
     ap.add_argument("--ablation-epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--variants", help="comma-separated ablation slugs to (re)run; their rows replace those in "
+                    "OUT/quality.json, the others are kept (implies --ablations --only-ablations)")  # fmt: skip
     args = ap.parse_args()
+    chosen = ABLATIONS
+    if args.variants:
+        slugs = args.variants.split(",")
+        unknown = sorted(set(slugs) - {v.slug for v in ABLATIONS})
+        if unknown:
+            ap.error(f"unknown variant(s) {unknown}; known: {', '.join(v.slug for v in ABLATIONS)}")
+        chosen = [v for v in ABLATIONS if v.slug in slugs]
+        args.ablations = args.only_ablations = True
     data, out = args.data.resolve(), args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     log = out / "quality.log"
@@ -133,7 +149,9 @@ def main() -> None:
     t0 = time.time()
     crops = out / "crops"
     run(maskcls("crop", "--data", data, "--out", crops, "--detectors", "haar,center", "--size", "256 192"), log)
-    report: dict = {"data": str(data), "recipe": RECIPE, "crop_seconds": round(time.time() - t0)}
+    keep = args.variants and (out / "quality.json").is_file()
+    previous = json.loads((out / "quality.json").read_text()) if keep else {}
+    report: dict = {**previous, "data": str(data), "recipe": RECIPE, "crop_seconds": round(time.time() - t0)}
 
     if not args.only_ablations:
         main_run = experiment("default recipe", crops, out / "default", [], "joint", True, args.epochs, args.seed,
@@ -146,11 +164,12 @@ def main() -> None:
 
     if args.ablations:
         results = []
-        for v in ABLATIONS:
+        for v in chosen:
             reuse = out / "ablations" / v.reuse if v.reuse else None
             src = crops if v.crop else data
             results.append(experiment(v.name, src, out / "ablations" / v.slug, v.flags, v.tasks, v.tta,
                                       args.ablation_epochs, args.seed, answers, log, reuse_from=reuse))  # fmt: skip
+            results[-1]["slug"] = v.slug
             if v.slug == "default":
                 report["seeds"] = [results[-1]] + [
                     experiment(
@@ -167,12 +186,16 @@ def main() -> None:
                     )  # fmt: skip
                     for k in range(1, args.seeds)
                 ]
-        report["ablations"] = results
+        fresh = {r["slug"] for r in results}
+        order = [v.slug for v in ABLATIONS]
+        kept = [r for r in previous.get("ablations", []) if r.get("slug", slug_of(r["name"])) not in fresh]
+        report["ablations"] = sorted([*kept, *results], key=lambda r: order.index(r.get("slug", slug_of(r["name"]))))
+        results = report["ablations"]
         t = new_table(f"ablations: {args.ablation_epochs} epochs each, fold 0, seed {args.seed}")
         for r in results:
             row(t, r)
         console.print(t)
-        if answers is not None:
+        if answers is not None and "seeds" in report:
             import numpy as np
 
             f1 = np.array([s["class"]["f1"] for s in report["seeds"]])

@@ -24,8 +24,10 @@ from maskcls.data import scan_train
 from maskcls.data.dataset import FaceDataset
 from maskcls.data.transforms import build_augment
 from maskcls.engine.inference import infer
-from maskcls.engine.trainer import auto_workers, build_optimizer, resolve_device
-from maskcls.models import build_model, task_heads
+from maskcls.engine.kinds import build_heads, widths
+from maskcls.engine.optim import build_optimizer
+from maskcls.models import build_model
+from maskcls.runtime import auto_workers, resolve_device
 
 
 def main() -> None:
@@ -48,7 +50,8 @@ def main() -> None:
     table = scan_train(data).table
     cfg = config.resolve("joint", flags={"backbone": args.backbone, "img_size": size, "batch_size": args.batch_size})
     device = resolve_device(args.device)
-    model = build_model(cfg, task_heads(cfg)).to(device)
+    kinds = build_heads(cfg)
+    model = build_model(cfg, widths(kinds)).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = build_optimizer(cfg, model)
@@ -69,7 +72,7 @@ def main() -> None:
     pred_ds = FaceDataset(table["path"].tolist()[: args.batch_size * 8], None, size)
     pred_loader = DataLoader(pred_ds, batch_size=args.batch_size * 2, num_workers=workers)
     t0 = time.perf_counter()
-    infer(model, pred_loader, device, amp=amp)
+    infer(model, pred_loader, device, kinds, amp=amp)
     predict_ips = len(pred_ds) / (time.perf_counter() - t0)
 
     result = {"backbone": args.backbone, "img_size": size, "batch_size": args.batch_size, "device": str(device),

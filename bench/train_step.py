@@ -28,8 +28,10 @@ from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset
 from maskcls.data.transforms import build_augment
 from maskcls.engine.inference import autocast
-from maskcls.engine.trainer import auto_workers, build_optimizer, resolve_device
-from maskcls.models import build_model, task_heads
+from maskcls.engine.kinds import build_heads, widths
+from maskcls.engine.optim import build_optimizer
+from maskcls.models import build_model
+from maskcls.runtime import auto_workers, resolve_device
 
 
 def timed_steps(model, opt, scaler, batches, device, amp: bool, channels_last: bool, steps: int) -> float:
@@ -90,7 +92,7 @@ def main() -> None:
     results = {}
     for name in ("in memory (model-only limit)", "maskcls loader"):
         torch.manual_seed(0)
-        model = build_model(cfg, task_heads(cfg)).to(device)
+        model = build_model(cfg, widths(build_heads(cfg))).to(device)
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         opt = build_optimizer(cfg, model)

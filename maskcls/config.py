@@ -8,24 +8,39 @@ type. The resolved config is written into each run directory and each checkpoint
 from __future__ import annotations
 
 import difflib
+import importlib
 import json
 from pathlib import Path
 
 from maskcls.errors import MaskclsError
+from maskcls.heads import TASKS
 
 ROOT = Path(__file__).resolve().parent.parent  # a clone with an editable install (see README)
 ARGS_FILE = ROOT / "args.json"
 CONFIG_DIR = ROOT / "configs"
 
+# Keys whose value names an entry of a registry: the registry is the one list of what exists,
+# so a new loss, optimizer, schedule, augmentation preset or split is accepted where it is added.
+REGISTRIES = {
+    "optimizer": ("maskcls.engine.optim", "OPTIMIZERS"),
+    "scheduler": ("maskcls.engine.optim", "SCHEDULERS"),
+    "loss": ("maskcls.engine.losses", "LOSSES"),
+    "augment": ("maskcls.data.transforms", "PRESETS"),
+    "split_method": ("maskcls.data.splits", "SPLITS"),
+}
 CHOICES = {
-    "task": ["mask", "gender", "age", "joint"],
-    "optimizer": ["adam", "adamw", "sgd"],
-    "scheduler": ["cosine", "step", "exponential", "none"],
-    "loss": ["ce", "smooth", "neighbor", "focal", "f1"],
+    "task": [t for t in TASKS if "/" not in t],
     "head": ["multi", "flat18"],
-    "augment": ["none", "light", "medium", "heavy"],
     "device": ["auto", "cpu", "cuda", "mps"],
 }
+
+
+def choices(key: str) -> list[str] | None:
+    """The allowed values of a config key, or None for a free value."""
+    if key in REGISTRIES:
+        module, name = REGISTRIES[key]
+        return list(getattr(importlib.import_module(module), name))
+    return CHOICES.get(key)
 
 
 # Allowed ranges, checked once when the layers merge: (low, high, low inclusive, high inclusive).
@@ -146,9 +161,12 @@ def _check_type(key: str, value, default, source: str):
         if value != "all" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise MaskclsError(f"{source}: fold must be a fold number or 'all' (got {value!r})")
         return value
-    if key in CHOICES and value not in CHOICES[key]:
+    allowed = choices(key)
+    if allowed is not None and value not in allowed:
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
         raise MaskclsError(
-            f"{source}: {flag_name(key, source)} must be one of {', '.join(CHOICES[key])} (got {value!r})"
+            f"{source}: {flag_name(key, source)} must be one of {', '.join(allowed)} (got {value!r}{hint})"
         )
     if default is None or value is None:
         return value
@@ -171,15 +189,21 @@ def _check_type(key: str, value, default, source: str):
     return value
 
 
-def resolve(task: str | None = None, config_file: str | Path | None = None, flags: dict | None = None) -> Config:
-    """Merge the four layers once: defaults < task preset < config file < flags (None = not given)."""
+def resolve(task: str | None = None, config_file: str | Path | None = None, flags: dict | None = None,
+            sets: dict | None = None) -> Config:  # fmt: skip
+    """Merge the layers once: defaults < task preset < config file < --set KEY=VALUE < flags (None = not given)."""
     cfg = defaults()
     if task is not None:
         cfg = merge(cfg, load_json(task_config_path(task)), str(task_config_path(task)))
     if config_file is not None:
         cfg = merge(cfg, load_json(config_file), str(config_file))
+    if sets:
+        cfg = merge(cfg, sets, "--set")
     if flags:
         given = {k: v for k, v in flags.items() if v is not None}
+        both = sorted(set(given) & set(sets or {}))
+        if both:
+            raise MaskclsError(f"--set {both[0]}=... and {flag_name(both[0], 'command line')} both given: keep one")
         cfg = merge(cfg, given, "command line")
     if cfg.fold != "all" and cfg.fold >= cfg.folds:
         raise MaskclsError(f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1} or 'all')")

@@ -15,6 +15,7 @@ from rich.table import Table
 from maskcls import labels
 from maskcls.data.dataset import truncation
 from maskcls.data.index import EvalIndex, TrainIndex
+from maskcls.heads import class_names
 
 SHOW_FIRST = 10  # how many junk entries and odd persons to list by name
 
@@ -68,12 +69,12 @@ def report(index: TrainIndex, eval_index: EvalIndex | None, console: Console, ag
         summary.add_row("eval images", str(len(eval_index.table)))
     console.print(summary)
 
-    console.print(_counts_table("mask", labels.TASKS["mask"], t["mask"].value_counts()))
-    console.print(_counts_table("gender (images)", labels.TASKS["gender"], t["gender"].value_counts()))
+    console.print(_counts_table("mask", labels.MASK_NAMES, t["mask"].value_counts()))
+    console.print(_counts_table("gender (images)", labels.GENDER_NAMES, t["gender"].value_counts()))
     console.print(
         _counts_table(f"age group (threshold {age_upper})", labels.age_names(age_upper), t["age"].value_counts())
     )
-    console.print(_counts_table("18 classes", labels.CLASS_NAMES, t["class"].value_counts()))
+    console.print(_counts_table("18 classes", class_names(age_upper), t["class"].value_counts()))
 
     edges = list(range(0, 100, 10))
     hist, _ = np.histogram(persons["age_years"], bins=[*edges, 200])
@@ -139,7 +140,7 @@ def plots(index: TrainIndex, out: str | Path, age_upper: int, per_class: int = 4
     fig, ax = plt.subplots(figsize=(10, 4))
     counts = t["class"].value_counts().reindex(range(labels.NUM_CLASSES), fill_value=0)
     ax.bar(range(labels.NUM_CLASSES), counts.to_numpy(), color="tab:green")
-    ax.set_xticks(range(labels.NUM_CLASSES), labels.CLASS_NAMES, rotation=70, fontsize=7)
+    ax.set_xticks(range(labels.NUM_CLASSES), class_names(age_upper), rotation=70, fontsize=7)
     ax.set(ylabel="images", title="images per class")
     written.append(_save(fig, out / "class_bars.png"))
 
@@ -154,7 +155,7 @@ def plots(index: TrainIndex, out: str | Path, age_upper: int, per_class: int = 4
             if k < len(pick):
                 with Image.open(pick[k]) as im:
                     ax.imshow(im.convert("RGB").resize((96, 128)))
-        axes[c, 0].set_title(f"{c}: {labels.CLASS_NAMES[c]}", fontsize=6, loc="left")
+        axes[c, 0].set_title(f"{c}: {class_names(age_upper)[c]}", fontsize=6, loc="left")
     written.append(_save(fig, out / "samples.png"))
     return written
 

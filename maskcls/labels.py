@@ -21,26 +21,12 @@ STEM_TO_MASK = {
 }  # fmt: skip
 GENDER_TO_CODE = {"male": 0, "female": 1}
 
-# Per-task class names; a task is a column of the index and a head of a model.
-TASKS: dict[str, list[str]] = {
-    "mask": ["wear", "incorrect", "not_wear"],
-    "gender": ["male", "female"],
-    "age": ["<30", "30-59", ">=60"],
-}
-CLASS_NAMES = [f"{m}/{g}/{a}" for m in TASKS["mask"] for g in TASKS["gender"] for a in TASKS["age"]]
+MASK_NAMES = ("wear", "incorrect", "not_wear")
+GENDER_NAMES = ("male", "female")
 
 
 def age_names(upper: int = DEFAULT_AGE_UPPER) -> list[str]:
     return [f"<{AGE_LOWER}", f"{AGE_LOWER}-{upper - 1}", f">={upper}"]
-
-
-def task_classes(task: str, age_upper: int = DEFAULT_AGE_UPPER) -> list[str]:
-    """Class names of a task: 'mask', 'gender', 'age' or 'class' (all 18)."""
-    if task == "age":
-        return age_names(age_upper)
-    if task == "class":
-        return CLASS_NAMES
-    return TASKS[task]
 
 
 def mask_from_stem(stem: str) -> int | None:

@@ -1,4 +1,4 @@
-"""Backbones from timm, one linear head per task, and checkpoints that carry their config.
+"""Backbones from timm, one linear head per head name, and checkpoints that carry their config.
 
 A model takes uint8 images (B, 3, H, W) and normalises them itself with the backbone's
 mean/std, so training, prediction and any future export agree by construction.
@@ -13,30 +13,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from maskcls import io, labels
+from maskcls import io
 from maskcls.errors import MaskclsError
-
-# Heads per task preset: the task is data, the engine is the same.
-TASK_HEADS: dict[str, dict[str, int]] = {
-    "mask": {"mask": 3},
-    "gender": {"gender": 2},
-    "age": {"age": 3},
-    "joint": {"mask": 3, "gender": 2, "age": 3},
-    "joint/flat18": {"class": labels.NUM_CLASSES},
-}
-
-
-def task_heads(cfg) -> dict[str, int]:
-    key = "joint/flat18" if cfg.task == "joint" and cfg.head == "flat18" else cfg.task
-    return dict(TASK_HEADS[key])
+from maskcls.heads import label_map as label_map_of
 
 
 class Classifier(nn.Module):
-    def __init__(self, backbone: nn.Module, heads: dict[str, int], mean, std, drop: float = 0.0):
+    """Backbone features -> one linear layer per head ({name: number of logits})."""
+
+    def __init__(self, backbone: nn.Module, heads: dict[str, int], mean, std, width: int, drop: float = 0.0):
         super().__init__()
         self.backbone = backbone
         self.drop = nn.Dropout(drop)
-        self.heads = nn.ModuleDict({name: nn.Linear(backbone.num_features, n) for name, n in heads.items()})
+        self.heads = nn.ModuleDict({name: nn.Linear(width, n) for name, n in heads.items()})
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
@@ -44,6 +33,30 @@ class Classifier(nn.Module):
         x = (x.float() - self.mean) / self.std
         f = self.drop(self.backbone(x))
         return {name: head(f) for name, head in self.heads.items()}
+
+
+@torch.no_grad()
+def feature_width(backbone: nn.Module, img_size) -> int:
+    """Width of what the backbone returns for one image: heads are sized from it.
+
+    `num_features` is not always that: MobileNetV3 and GhostNet pool through one more conv
+    (timm's `head_hidden_size`: 576 features, 1024 returned), so one forward pass decides.
+    """
+    was_training = backbone.training
+    backbone.eval()
+    width = backbone(torch.zeros(1, 3, *img_size)).shape[-1]
+    backbone.train(was_training)
+    return int(width)
+
+
+def create_backbone(name: str, img_size, **kwargs) -> nn.Module:
+    """timm.create_model, telling models with a fixed input size (ViTs) the training size."""
+    import timm
+
+    try:
+        return timm.create_model(name, img_size=tuple(img_size), **kwargs)
+    except TypeError:  # convolutional nets take any size and have no img_size argument
+        return timm.create_model(name, **kwargs)
 
 
 def check_backbone(name: str) -> None:
@@ -57,7 +70,6 @@ def check_backbone(name: str) -> None:
 
 def build_model(cfg, heads: dict[str, int]) -> Classifier:
     """Backbone by timm name; --pretrained downloads through timm's hub, --weights reads a local file."""
-    import timm
 
     check_backbone(cfg.backbone)
     weights = Path(cfg.weights) if cfg.weights else None
@@ -72,7 +84,7 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
         if cfg.pretrained:
             check_hub_reachable(cfg.backbone)
     try:
-        backbone = timm.create_model(cfg.backbone, **kwargs)
+        backbone = create_backbone(cfg.backbone, cfg.img_size, **kwargs)
     except RuntimeError as e:  # size mismatches and missing keys from load_state_dict
         raise MaskclsError(f"{weights}: weights do not fit backbone {cfg.backbone} ({_first_line(e)})") from None
     except Exception as e:  # hub errors (no such pretrained tag, network gone half-way, ...)
@@ -83,7 +95,12 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
             "offline, pass --weights FILE"
         ) from None
     dc = backbone.pretrained_cfg
-    model = Classifier(backbone, heads, dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225)))
+    try:
+        width = feature_width(backbone, cfg.img_size)
+    except (RuntimeError, AssertionError) as e:  # e.g. a ViT whose patch size does not divide --img-size
+        raise MaskclsError(f"--img-size {cfg.img_size}: {cfg.backbone} cannot take it ({_first_line(e)})") from None
+    mean, std = dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225))
+    model = Classifier(backbone, heads, mean, std, width)
     if ckpt is not None:
         load_weights(model, ckpt, weights, cfg.backbone)
     return model
@@ -156,7 +173,7 @@ def load_weights(model: Classifier, ckpt: dict, path: Path, backbone_name: str) 
 
 def save_checkpoint(path: Path, model: nn.Module, cfg, heads: dict[str, int], **state) -> None:
     """Everything as tensors, dicts, lists, strings and numbers: loadable with weights_only=True."""
-    label_map = {name: labels.task_classes(name, cfg["age_upper"]) for name in heads}
+    label_map = label_map_of(heads, cfg["age_upper"])
     obj = {"model": model.state_dict(), "config": dict(cfg), "heads": heads, "label_map": label_map, **state}
     io.torch_save(path, plain(obj))
 
@@ -178,12 +195,13 @@ def plain(obj):
 
 def load_for_inference(path: Path, device: torch.device) -> tuple[Classifier, dict]:
     """A model rebuilt from a checkpoint's own config (no download), in eval mode."""
-    from maskcls.config import Config
+    from maskcls.config import Config, defaults
 
     ckpt = io.torch_load(path)
     if not (isinstance(ckpt, dict) and {"model", "config", "heads"} <= set(ckpt)):
         raise MaskclsError(f"{path}: not a maskcls checkpoint (no model/config/heads inside)")
-    cfg = Config(ckpt["config"], pretrained=False, weights=None)
+    cfg = Config({**defaults(), **ckpt["config"], "pretrained": False, "weights": None})  # keys added since: defaults
+    ckpt["config"] = cfg
     model = build_model(cfg, ckpt["heads"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval(), ckpt

@@ -3,6 +3,7 @@
 import shutil
 
 import numpy as np
+import pytest
 import torch
 
 from maskcls.data import scan_train
@@ -41,6 +42,7 @@ def test_cache_holds_exactly_the_decoded_pixels_and_rebuilds_only_changed_files(
     assert sum(decoded) == 1 and grown[-1] == 31  # an added file gets a new slot, nothing else is redone
 
 
+@pytest.mark.slow
 def test_training_is_bitwise_identical_with_and_without_cache(demo_data, tmp_path, capsys):
     weights = {}
     for flag in ("--cache", "--no-cache"):

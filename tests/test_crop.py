@@ -27,6 +27,7 @@ def _subset(dev_data, tmp_path, n_eval=140, n_persons=5):
     return root
 
 
+@pytest.mark.slow
 def test_haar_finds_most_real_faces_and_crops_hold_the_face(dev_data, tmp_path, capsys):
     data = _subset(dev_data, tmp_path)
     code, out, err = run_cli(capsys, "crop", "--data", data, "--out", tmp_path / "crops", "--detectors", "haar,center")
@@ -45,6 +46,7 @@ def test_haar_finds_most_real_faces_and_crops_hold_the_face(dev_data, tmp_path, 
     assert code == 0 and "35" in out
 
 
+@pytest.mark.slow
 def test_second_run_skips_everything_and_corrupt_images_are_reported(demo_data, tmp_path, capsys):
     data = tmp_path / "demo"
     shutil.copytree(demo_data, data)
@@ -64,6 +66,7 @@ def test_second_run_skips_everything_and_corrupt_images_are_reported(demo_data, 
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")} == written
 
 
+@pytest.mark.slow
 def test_retinaface_path_end_to_end_with_a_local_random_weights_file(demo_data, tmp_path):
     """Plumbing only: randomly initialised weights, so the boxes mean nothing; the path is what is tested."""
     retinaface = pytest.importorskip("retinaface.network")

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maskcls import labels
+from maskcls import heads, labels
 
 
 @given(st.integers(0, 2), st.integers(0, 1), st.integers(0, 2))
@@ -19,7 +19,10 @@ def test_all_18_classes_are_distinct_and_vectorised():
     assert classes == list(range(18))
     m, g, a = labels.decode(np.arange(18))
     assert np.array_equal(labels.encode(m, g, a), np.arange(18))
-    assert len(labels.CLASS_NAMES) == 18 and labels.CLASS_NAMES[17] == "not_wear/female/>=60"
+    names = heads.class_names()
+    assert len(names) == 18 and names[17] == "not_wear/female/>=60"
+    assert names[labels.encode(1, 0, 1)] == "incorrect/male/30-59"
+    assert heads.class_names(58)[5] == "wear/female/>=58" and heads.classes("age", 58) == ["<30", "30-57", ">=58"]
 
 
 def test_contest_stems_and_genders():

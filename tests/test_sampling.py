@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from maskcls.data.sampling import BalancedSampler, balanced_weights, neighbor_smoothing, uniform_smoothing
+from maskcls.data.sampling import BalancedSampler, balanced_weights
+from maskcls.engine.losses import neighbor_smoothing, uniform_smoothing
 
 LABELS = np.array([0] * 900 + [1] * 90 + [2] * 10)
 

@@ -1,5 +1,10 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,26 +23,39 @@ def _random_table(seed: int, persons: int) -> pd.DataFrame:
 
 
 @settings(max_examples=25, deadline=None)
-@given(seed=st.integers(0, 10_000), persons=st.integers(20, 120), folds=st.integers(2, 6))
-def test_no_person_in_two_folds(seed, persons, folds):
+@given(seed=st.integers(0, 10_000), persons=st.integers(20, 120), folds=st.integers(2, 6),
+       method=st.sampled_from(["sgkf", "apart"]))  # fmt: skip
+def test_no_person_in_two_folds(seed, persons, folds, method):
     table = _random_table(seed, persons)
-    f = assign_folds(table, folds=folds, seed=seed)
+    f = assign_folds(table, folds=folds, seed=seed, method=method)
     assert f["person"].is_unique and set(f["person"]) == set(table["person"])
     assert set(f["fold"]) == set(range(folds))
     merged = apply_folds(table, f)
     assert (merged.groupby("person")["fold"].nunique() == 1).all()
 
 
-def test_fold_label_mix_close_to_whole_and_seeded(demo_data):
+@pytest.mark.parametrize("method,tolerance", [("sgkf", 0.06), ("apart", 0.08)])
+def test_fold_label_mix_close_to_whole_and_seeded(demo_data, method, tolerance):
     t = scan_train(demo_data).table
-    f = assign_folds(t, folds=5, seed=1)
+    f = assign_folds(t, folds=5, seed=1, method=method)
     merged = apply_folds(t, f)
     whole = merged["class"].value_counts(normalize=True)
     for _, part in merged.groupby("fold"):
         share = part["class"].value_counts(normalize=True).reindex(whole.index, fill_value=0)
-        assert (share - whole).abs().max() < 0.06
-    assert f.equals(assign_folds(t, folds=5, seed=1))
-    assert not f.equals(assign_folds(t, folds=5, seed=2))
+        assert (share - whole).abs().max() < tolerance
+    assert f.equals(assign_folds(t, folds=5, seed=1, method=method))
+    assert not f.equals(assign_folds(t, folds=5, seed=2, method=method))
+
+
+def test_apart_split_is_the_same_in_every_process(tmp_path):
+    """pandas-streaming walks sets of person names, whose order changes with PYTHONHASHSEED."""
+    _random_table(7, 80).to_csv(tmp_path / "t.csv", index=False)
+    code = ("import sys, pandas as pd; from maskcls.data import assign_folds; "
+            f"t = pd.read_csv({str(tmp_path / 't.csv')!r}, dtype={{'person': str}}); "
+            "assign_folds(t, folds=4, seed=3, method='apart').to_csv(sys.stdout, index=False)")  # fmt: skip
+    outs = {subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONHASHSEED=str(h)),
+                           capture_output=True, text=True, check=True).stdout for h in (1, 2, 3)}  # fmt: skip
+    assert len(outs) == 1 and len(next(iter(outs)).splitlines()) == 81
 
 
 def test_folds_file_round_trip(demo_data, tmp_path):

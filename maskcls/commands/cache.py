@@ -21,7 +21,7 @@ def cache_command(
     Training does this itself on first use; run it ahead to keep the first epoch fast.
     Example: [bold]maskcls cache --data crops/ --size 192 144[/]
     """
-    from maskcls.commands.train import parse_img_size
+    from maskcls.commands.options import parse_img_size
     from maskcls.data import scan_eval, scan_train
     from maskcls.data.cache import cached_source
 

@@ -43,9 +43,9 @@ def crop_command(
     """
     import os
 
-    from maskcls.commands.train import parse_img_size
+    from maskcls.commands.options import parse_img_size
     from maskcls.crop import CropSettings, run_crop
-    from maskcls.engine.trainer import resolve_device
+    from maskcls.runtime import resolve_device
 
     h, w = parse_img_size(size, "--size")
     dev = str(resolve_device(device))

@@ -21,3 +21,21 @@ AgeUpper = Annotated[
     ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Fixes splits, sampling, augmentation and initialisation.")]
+
+
+def parse_img_size(text: str | None, flag: str = "--img-size") -> list[int] | None:
+    """'224' -> [224, 224]; '256 192', '256x192', '256,192' -> [256, 192] (H, W), each side in range."""
+    if text is None:
+        return None
+    from maskcls.config import IMG_SIDE
+
+    parts = text.replace("x", " ").replace(",", " ").split()
+    try:
+        size = [int(p) for p in parts]
+    except ValueError:
+        raise typer.BadParameter(f"expected one number or H W, got {text!r}", param_hint=flag) from None
+    if len(size) not in (1, 2):
+        raise typer.BadParameter(f"expected one number or H W, got {text!r}", param_hint=flag)
+    if not all(IMG_SIDE[0] <= v <= IMG_SIDE[1] for v in size):
+        raise typer.BadParameter(f"each side must be in {IMG_SIDE[0]}..{IMG_SIDE[1]}, got {text!r}", param_hint=flag)
+    return size * 2 if len(size) == 1 else size

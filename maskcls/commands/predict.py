@@ -32,6 +32,6 @@ def predict_command(
 
     Example: [bold]maskcls predict runs/age-resnet18 --data crops/ --out preds/age.csv --tta[/]
     """
-    from maskcls.predict import predict
+    from maskcls.post.predict import predict
 
     predict(runs, data, out, tta=tta, batch_size=batch_size, device=device, cache_dir=cache_dir)

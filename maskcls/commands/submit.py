@@ -32,8 +32,8 @@ def ensemble_command(
     """
     from rich.console import Console
 
-    from maskcls.ensemble import write_ensemble
     from maskcls.errors import MaskclsError
+    from maskcls.post.ensemble import write_ensemble
 
     try:
         w = [float(x) for x in weights.split(",")] if weights else None
@@ -56,15 +56,16 @@ def submit_command(
         Path | None, typer.Option(help="Answer key (ImageID,ans) to print a local macro-F1.", dir_okay=False)
     ] = None,
     score_json: Annotated[Path | None, typer.Option(help="With --answers: also write the scores here as JSON.")] = None,
+    age_upper: AgeUpper = 60,
 ) -> None:
     """Write the leaderboard CSV: eval/info.csv order, ans = mask*6 + gender*3 + age.
 
     Example: [bold]maskcls submit --mask m.csv --gender g.csv --age a.csv --data crops/ --out submissions/[/]
     """
     from maskcls import io
-    from maskcls.submit import submit
+    from maskcls.post.submit import submit
 
-    path, metrics = submit(_sources(mask, gender, age, joint), data, out, answers)
+    path, metrics = submit(_sources(mask, gender, age, joint), data, out, answers, age_upper=age_upper)
     if score_json is not None and metrics is not None:
         io.write_json(score_json, {"submission": str(path), **metrics})
 
@@ -87,7 +88,7 @@ def pseudo_label_command(
     """
     from rich.console import Console
 
-    from maskcls.pseudo import pseudo_label, write_pseudo
+    from maskcls.post.pseudo import pseudo_label, write_pseudo
 
     df = pseudo_label(_sources(mask, gender, age, joint), data, threshold, age_upper)
     write_pseudo(df, out)

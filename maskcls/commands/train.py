@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from maskcls.commands.options import DataDir
+from maskcls.commands.options import DataDir, parse_img_size
 
 MODEL, DATA, OPTIM, RUN = "Model", "Data and sampling", "Optimisation", "Run"
-
-
-def parse_img_size(text: str | None, flag: str = "--img-size") -> list[int] | None:
-    """'224' -> [224, 224]; '256 192', '256x192', '256,192' -> [256, 192] (H, W), each side in range."""
-    if text is None:
-        return None
-    from maskcls.config import IMG_SIDE
-
-    parts = text.replace("x", " ").replace(",", " ").split()
-    try:
-        size = [int(p) for p in parts]
-    except ValueError:
-        raise typer.BadParameter(f"expected one number or H W, got {text!r}", param_hint=flag) from None
-    if len(size) not in (1, 2):
-        raise typer.BadParameter(f"expected one number or H W, got {text!r}", param_hint=flag)
-    if not all(IMG_SIDE[0] <= v <= IMG_SIDE[1] for v in size):
-        raise typer.BadParameter(f"each side must be in {IMG_SIDE[0]}..{IMG_SIDE[1]}, got {text!r}", param_hint=flag)
-    return size * 2 if len(size) == 1 else size
 
 
 def parse_count_or_all(text: str | None, flag: str) -> int | str | None:
@@ -36,6 +19,22 @@ def parse_count_or_all(text: str | None, flag: str) -> int | str | None:
     if not text.isdigit():
         raise typer.BadParameter(f"expected a number or 'all', got {text!r}", param_hint=flag)
     return int(text)
+
+
+def parse_set(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs: VALUE read as JSON (numbers, true/false, null, lists), else as text."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+    return out
 
 
 def make_train_command(task: str):
@@ -165,6 +164,15 @@ def make_train_command(task: str):
                 help="JSON file of config keys; overrides args.json and the task preset.", rich_help_panel=RUN
             ),
         ] = None,
+        set_: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--set",
+                help="Any config key without a flag of its own: --set KEY=VALUE (repeatable; VALUE as JSON, "
+                "else text), e.g. --set decay_norm_bias=false.",
+                rich_help_panel=RUN,
+            ),
+        ] = None,
         workers: Annotated[
             int | None, typer.Option(help="DataLoader workers (-1 = automatic).", rich_help_panel=RUN)
         ] = None,
@@ -186,26 +194,20 @@ def make_train_command(task: str):
         from maskcls import config as config_mod
         from maskcls.engine.trainer import train
 
-        flags = dict(
-            data=None if data is None else str(data), backbone=backbone, pretrained=pretrained,
-            weights=None if weights is None else str(weights), head=head, img_size=parse_img_size(img_size),
-            augment=augment, oversample=oversample, age_upper=age_upper, extra=None if extra is None else str(extra),
-            mixup=mixup, cutmix=cutmix, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-            scheduler=scheduler, weight_decay=weight_decay, loss=loss, label_smoothing=label_smoothing,
-            accum_steps=accum_steps, patience=patience, amp=amp, sync_bn=sync_bn, seed=seed,
-            out=None if out is None else str(out), name=name, workers=workers, device=device, wandb=wandb or None,
-            cache=cache, cache_dir=None if cache_dir is None else str(cache_dir),
-        )  # fmt: skip
-        flags["fold"] = parse_count_or_all(fold, "--fold")
+        given = {k: v for k, v in locals().items() if k in inspect.signature(command).parameters}
+        flags = {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if k in config_mod.defaults()}
+        flags.update(img_size=parse_img_size(img_size), wandb=wandb or None, fold=parse_count_or_all(fold, "--fold"))
         n_folds = parse_count_or_all(folds, "--folds")
+        flags["folds"] = None if n_folds == "all" else n_folds
         if n_folds == "all":
             flags["fold"] = "all"
-        elif n_folds is not None:
-            flags["folds"] = n_folds
+        sets = parse_set(set_ or [])
         if resume is not None:
-            train(None, resume=resume)
+            if config is not None:
+                raise typer.BadParameter("--resume continues a run with its own config", param_hint="--config")
+            train(None, resume=resume, overrides={**flags, **sets})
             return
-        train(config_mod.resolve(task, config, flags))
+        train(config_mod.resolve(task, config, flags, sets))
 
     command.__doc__ = (
         f"Train the {task} model on person-held-out folds; best checkpoint by validation macro-F1.\n\n"

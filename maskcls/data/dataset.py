@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import cv2
@@ -36,8 +37,8 @@ def truncation(data: bytes) -> str | None:
     return None
 
 
-def decode(path: str, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """BGR uint8 image of a complete file; MaskclsError naming the file otherwise."""
+def read_bytes(path: str) -> bytes:
+    """The whole encoded file, checked complete; MaskclsError naming the file otherwise."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -46,27 +47,70 @@ def decode(path: str, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
     why = truncation(data)
     if why is not None:
         raise MaskclsError(f"{path}: {why}")
+    return data
+
+
+def _imdecode(data: bytes, path: str, flag: int) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
     if img is None:
         raise MaskclsError(f"{path}: cannot decode image (corrupt or not an image)")
     return img
 
 
-def read_image(path: str, size: tuple[int, int] | None = None, source_hw: tuple[int, int] = (512, 384)) -> np.ndarray:
+def decode(path: str, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """BGR uint8 image of a complete file; MaskclsError naming the file otherwise."""
+    return _imdecode(read_bytes(path), path, flag)
+
+
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # JPEG frame headers
+
+
+def encoded_size(data: bytes) -> tuple[int, int] | None:
+    """(H, W) from a JPEG's frame header or a PNG's IHDR, without decoding; None if not found."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        w, h = struct.unpack(">II", data[16:24])
+        return h, w
+    i = 2 if data[:2] == b"\xff\xd8" else len(data)
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+        elif marker in _SOF:
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+            return h, w
+        else:
+            i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
+    return None
+
+
+def reduction(source_hw: tuple[int, int], size) -> int:
+    """Largest JPEG DCT scale-down (8, 4, 2) that keeps the image at least `size`; 1 for none."""
+    for factor in (8, 4, 2):
+        if source_hw[0] // factor >= size[0] and source_hw[1] // factor >= size[1]:
+            return factor
+    return 1
+
+
+def read_image(path: str, size: tuple[int, int] | None = None) -> np.ndarray:
     """Decode an image to RGB uint8 HxWx3, resized to size=(H, W) if given.
 
-    source_hw is the expected original size, used only to pick a cheap reduced decode.
+    The file's own size (read from its header) picks a cheap reduced decode: a 512x384 photo
+    for 128x96 decodes at 1/4, a 256x192 crop at 1/2. Photos turned by EXIF orientation can
+    come out too small; those are decoded again in full, from the bytes already read.
     """
+    data = read_bytes(path)
     flag = cv2.IMREAD_COLOR
-    if size is not None:
-        for factor in (8, 4, 2):
-            if source_hw[0] // factor >= size[0] and source_hw[1] // factor >= size[1]:
-                flag = _REDUCED[factor]
-                break
-    img = decode(path, flag)
+    hw = encoded_size(data) if size is not None else None
+    if hw is not None:
+        flag = _REDUCED[reduction(hw, size)]
+    img = _imdecode(data, path, flag)
     if size is not None and img.shape[:2] != tuple(size):
-        if img.shape[0] < size[0] or img.shape[1] < size[1]:  # smaller than assumed: decode in full
-            img = decode(path, cv2.IMREAD_COLOR)
+        if img.shape[0] < size[0] or img.shape[1] < size[1]:
+            img = _imdecode(data, path, cv2.IMREAD_COLOR)
         img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 

@@ -1,9 +1,8 @@
-"""Sampling and soft targets shared by every task."""
+"""Sampling shared by every task: class-balanced draws, and their per-rank shards under DDP."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch.utils.data import Sampler
 
 
@@ -72,26 +71,3 @@ class ShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self._batches(len(self.base)) * self.local_batch
-
-
-def neighbor_smoothing(labels: torch.Tensor, eps: float, num_classes: int = 3) -> torch.Tensor:
-    """Soft targets for an ordinal label: eps goes only to the adjacent classes.
-
-    <30 gives eps to 30-59; 30-59 splits eps between <30 and >=60; >=60 gives eps to 30-59.
-    Never from <30 to >=60. Each row sums to 1.
-    """
-    n = num_classes
-    kernel = torch.zeros(n, n)
-    for c in range(n):
-        neighbors = [d for d in (c - 1, c + 1) if 0 <= d < n]
-        kernel[c, c] = 1.0 - eps if neighbors else 1.0
-        for d in neighbors:
-            kernel[c, d] = eps / len(neighbors)
-    return kernel.to(labels.device)[labels]
-
-
-def uniform_smoothing(labels: torch.Tensor, eps: float, num_classes: int) -> torch.Tensor:
-    """Standard label smoothing: eps spread over all classes."""
-    t = torch.full((len(labels), num_classes), eps / num_classes, device=labels.device)
-    t[torch.arange(len(labels)), labels] += 1.0 - eps
-    return t

@@ -1,8 +1,9 @@
 """Person-grouped, stratified folds: the seven photos of a person never straddle train and validation.
 
 A holdout split is fold 0 of a K-fold assignment (K=5 holds out 20%), so one mechanism
-serves both. The assignment is a CSV (person, fold) written into the run directory and
-reused by --resume and by later stages.
+serves both. Two methods (`split_method`): StratifiedGroupKFold (default) and pandas-streaming's
+apart-stratify, each a function of (table, folds, seed) only. The assignment is a CSV (person,
+fold) written into the run directory and reused by --resume and by later stages.
 """
 
 from __future__ import annotations
@@ -19,25 +20,57 @@ from maskcls.data.index import read_csv
 from maskcls.errors import MaskclsError
 
 
-def assign_folds(table: pd.DataFrame, folds: int = 5, seed: int = 42, stratify: str = "class") -> pd.DataFrame:
-    """One row per person: person, fold in 0..folds-1.
-
-    Uses scikit-learn's StratifiedGroupKFold on the images (groups = persons, y = the
-    18-class label), which is seeded; pandas-streaming's train_test_apart_stratify was
-    the other candidate but ignores random_state, so a seed could not change the split.
-    """
+def sgkf(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str, int]:
+    """scikit-learn's StratifiedGroupKFold on the images: groups = persons, y = the stratify column."""
     persons = table["person"].to_numpy()
-    n_persons = len(np.unique(persons))
-    if folds < 2 or folds > n_persons:
-        raise MaskclsError(f"cannot make {folds} folds from {n_persons} persons")
     skf = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    fold_of: dict[str, int] = {}
     with warnings.catch_warnings():  # rare classes (fewer members than folds) are expected; they spread anyway
         warnings.filterwarnings("ignore", "The least populated class", UserWarning)
         splits = list(skf.split(np.zeros(len(table)), table[stratify].to_numpy(), persons))
-    for k, (_, val_idx) in enumerate(splits):
-        for p in np.unique(persons[val_idx]):
-            fold_of[p] = k
+    return {p: k for k, (_, val_idx) in enumerate(splits) for p in np.unique(persons[val_idx])}
+
+
+def apart(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str, int]:
+    """pandas-streaming's train_test_apart_stratify, peeled off K-1 times (1/K, 1/(K-1), ... of the rest).
+
+    It is built for this case: a group (person) sits in several strata (their photos' classes). Used
+    as shipped it is not reproducible: its random_state is never applied (it permutes a copy and
+    drops it) and it walks Python sets, whose order for strings changes with every process. So the
+    persons get seeded random integer names and it runs with sorted_indices=True: it then takes the
+    first persons of a seeded order, and the split depends on (table, folds, seed) alone.
+    """
+    from pandas_streaming.df import train_test_apart_stratify
+
+    persons = np.unique(table["person"].to_numpy())
+    code = dict(zip(persons, np.random.default_rng(seed).permutation(len(persons)).tolist(), strict=True))
+    rest = pd.DataFrame({"g": table["person"].map(code).to_numpy(), "s": table[stratify].to_numpy()})
+    name = {c: p for p, c in code.items()}
+    fold_of: dict[str, int] = {}
+    for k in range(folds - 1):
+        _, held = train_test_apart_stratify(rest, group="g", stratify="s", test_size=1 / (folds - k),
+                                            sorted_indices=True)  # fmt: skip
+        for g in held["g"].unique():
+            fold_of[name[g]] = k
+        rest = rest[~rest["g"].isin(held["g"])]
+    for g in rest["g"].unique():
+        fold_of[name[g]] = folds - 1
+    return fold_of
+
+
+# cfg.split_method -> f(table, folds, seed, stratify) -> {person: fold}
+SPLITS = {"sgkf": sgkf, "apart": apart}
+
+
+def assign_folds(table: pd.DataFrame, folds: int = 5, seed: int = 42, stratify: str = "class",
+                 method: str = "sgkf") -> pd.DataFrame:  # fmt: skip
+    """One row per person: person, fold in 0..folds-1; every fold holds someone."""
+    n_persons = table["person"].nunique()
+    if folds < 2 or folds > n_persons:
+        raise MaskclsError(f"cannot make {folds} folds from {n_persons} persons")
+    fold_of = SPLITS[method](table, folds, seed, stratify)
+    empty = sorted(set(range(folds)) - set(fold_of.values()))
+    if empty:
+        raise MaskclsError(f"split {method!r} left fold {empty[0]} empty ({n_persons} persons, {folds} folds)")
     out = pd.DataFrame({"person": list(fold_of), "fold": list(fold_of.values())})
     return out.sort_values("person").reset_index(drop=True)
 

@@ -39,7 +39,7 @@ def load_pseudo(path: str | Path, age_upper: int) -> pd.DataFrame:
     if missing:
         raise MaskclsError(f"{path}: image {missing[0]} does not exist ({len(missing)} missing)")
     return pd.DataFrame({
-        "person": "pseudo-" + df["ImageID"], "gender_name": df["gender"].map(dict(enumerate(labels.TASKS["gender"]))),
+        "person": "pseudo-" + df["ImageID"], "gender_name": df["gender"].map(dict(enumerate(labels.GENDER_NAMES))),
         "race": "", "age_years": -1, "stem": "pseudo", "path": df["path"],
         "mask": df["mask"], "gender": df["gender"], "age": df["age"], "class": df["class"],
     })  # fmt: skip

@@ -1,4 +1,4 @@
-"""Batched inference: softmax probabilities per head, with optional horizontal-flip TTA."""
+"""Batched inference: class probabilities per head, with optional horizontal-flip TTA."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ def autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def infer(model, loader: DataLoader, device: torch.device, amp: bool = False, tta: bool = False, progress=None):
-    """{head: (N, classes) float32 probabilities} in loader order."""
+def infer(model, loader: DataLoader, device: torch.device, kinds: dict, amp: bool = False, tta: bool = False,
+          progress=None):  # fmt: skip
+    """{head: (N, classes) float32 probabilities} in loader order; kinds (engine/kinds.py) turn logits into them."""
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     channels_last = device.type == "cuda"
@@ -22,10 +23,10 @@ def infer(model, loader: DataLoader, device: torch.device, amp: bool = False, tt
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
-            out = {k: v.float().softmax(1) for k, v in model(x).items()}
+            out = {k: kinds[k].probs(v) for k, v in model(x).items()}
             if tta:  # faces are left-right symmetric for every label here
                 flipped = model(torch.flip(x, dims=[3]))
-                out = {k: (v + flipped[k].float().softmax(1)) / 2 for k, v in out.items()}
+                out = {k: (v + kinds[k].probs(flipped[k])) / 2 for k, v in out.items()}
         for k, v in out.items():
             chunks.setdefault(k, []).append(v.cpu().numpy())
         if progress is not None:

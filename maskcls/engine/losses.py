@@ -1,29 +1,67 @@
-"""Losses on soft targets, so label smoothing, neighbor smoothing and MixUp/CutMix compose.
+"""Classification losses: objects built once from the config, owning their hyperparameters.
 
-A loss preset is (criterion, smoothing): targets are built first (one-hot, uniformly smoothed,
-or neighbor-smoothed for the ordinal age head), mixed if MixUp/CutMix is on, then scored.
+A loss makes its soft targets from integer labels (one-hot, uniformly smoothed, or
+neighbor-smoothed on ordered classes), so MixUp/CutMix can mix them, then scores logits
+against them. `LOSSES[cfg.loss](cfg, ordered)` builds one per head; `ordered` says the head's
+classes have an order (age), where neighbor smoothing applies.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
-from maskcls.data.sampling import neighbor_smoothing, uniform_smoothing
 
-ORDINAL_HEADS = {"age"}  # heads whose classes are ordered, where neighbor smoothing makes sense
+def uniform_smoothing(labels: torch.Tensor, eps: float, num_classes: int) -> torch.Tensor:
+    """Standard label smoothing: eps spread over all classes."""
+    t = torch.full((len(labels), num_classes), eps / num_classes, device=labels.device)
+    t[torch.arange(len(labels)), labels] += 1.0 - eps
+    return t
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
-    return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+def neighbor_smoothing(labels: torch.Tensor, eps: float, num_classes: int = 3) -> torch.Tensor:
+    """Soft targets for an ordinal label: eps goes only to the adjacent classes.
+
+    <30 gives eps to 30-59; 30-59 splits eps between <30 and >=60; >=60 gives eps to 30-59.
+    Never from <30 to >=60. Each row sums to 1.
+    """
+    n = num_classes
+    kernel = torch.zeros(n, n)
+    for c in range(n):
+        neighbors = [d for d in (c - 1, c + 1) if 0 <= d < n]
+        kernel[c, c] = 1.0 - eps if neighbors else 1.0
+        for d in neighbors:
+            kernel[c, d] = eps / len(neighbors)
+    return kernel.to(labels.device)[labels]
 
 
-def focal(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+class CrossEntropy:
+    """Cross-entropy on soft targets; smoothing "uniform" or "neighbor" (ordered classes only)."""
+
+    def __init__(self, smoothing: str | None = None, eps: float = 0.0):
+        self.smoothing, self.eps = smoothing, eps
+
+    def targets(self, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+        if self.smoothing is None or self.eps == 0:
+            return F.one_hot(labels, num_classes).float()
+        if self.smoothing == "neighbor":
+            return neighbor_smoothing(labels, self.eps, num_classes)
+        return uniform_smoothing(labels, self.eps, num_classes)
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+
+
+class Focal(CrossEntropy):
     """Focal loss (Lin et al.): down-weights easy examples by (1 - p)^gamma."""
-    logp = F.log_softmax(logits.float(), dim=1)
-    return -(target * (1 - logp.exp()) ** gamma * logp).sum(1).mean()
+
+    def __init__(self, gamma: float = 2.0):
+        super().__init__()
+        self.gamma = gamma
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logp = F.log_softmax(logits.float(), dim=1)
+        return -(target * (1 - logp.exp()) ** self.gamma * logp).sum(1).mean()
 
 
 def soft_f1(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -36,29 +74,19 @@ def soft_f1(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> to
     return 1 - f1.mean()
 
 
-def f1_plus_ce(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0) -> torch.Tensor:
-    # F1 alone gives weak gradients early on; the sum is what the contest's top teams used.
-    return cross_entropy(logits, target) + soft_f1(logits, target)
+class F1PlusCE(CrossEntropy):
+    """Soft macro-F1 + CE: F1 alone gives weak gradients early on; the sum is what top teams used."""
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return super().__call__(logits, target) + soft_f1(logits, target)
 
 
-@dataclass(frozen=True)
-class LossPreset:
-    criterion: callable
-    smoothing: str | None  # None, "uniform", or "neighbor" (ordinal heads; uniform on the others)
-
-
+# cfg.loss -> builder(cfg, ordered). "neighbor" smooths into adjacent classes on ordered heads
+# (age) and uniformly on the others.
 LOSSES = {
-    "ce": LossPreset(cross_entropy, None),
-    "smooth": LossPreset(cross_entropy, "uniform"),
-    "neighbor": LossPreset(cross_entropy, "neighbor"),
-    "focal": LossPreset(focal, None),
-    "f1": LossPreset(f1_plus_ce, None),
+    "ce": lambda cfg, ordered: CrossEntropy(),
+    "smooth": lambda cfg, ordered: CrossEntropy("uniform", cfg.label_smoothing),
+    "neighbor": lambda cfg, ordered: CrossEntropy("neighbor" if ordered else "uniform", cfg.label_smoothing),
+    "focal": lambda cfg, ordered: Focal(cfg.focal_gamma),
+    "f1": lambda cfg, ordered: F1PlusCE(),
 }
-
-
-def soft_targets(labels: torch.Tensor, head: str, num_classes: int, preset: LossPreset, eps: float) -> torch.Tensor:
-    if preset.smoothing is None or eps == 0:
-        return F.one_hot(labels, num_classes).float()
-    if preset.smoothing == "neighbor" and head in ORDINAL_HEADS:
-        return neighbor_smoothing(labels, eps, num_classes)
-    return uniform_smoothing(labels, eps, num_classes)

@@ -8,6 +8,7 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score
 
 from maskcls import labels
+from maskcls.heads import FACTORS, predict_classes
 
 
 def head_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict:
@@ -20,19 +21,6 @@ def head_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> di
     }
 
 
-def class_predictions(probs: dict[str, np.ndarray]) -> np.ndarray:
-    """18-class predictions from per-task probabilities (or from an 18-way head directly)."""
-    if "class" in probs:
-        return probs["class"].argmax(1)
-    return labels.encode(probs["mask"].argmax(1), probs["gender"].argmax(1), probs["age"].argmax(1))
-
-
-def task_probs_from_class(p18: np.ndarray) -> dict[str, np.ndarray]:
-    """Marginal per-task probabilities of an 18-way distribution."""
-    p = p18.reshape(-1, 3, 2, 3)  # mask, gender, age: class = mask*6 + gender*3 + age
-    return {"mask": p.sum((2, 3)), "gender": p.sum((1, 3)), "age": p.sum((1, 2))}
-
-
 def evaluate(probs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
     """Metrics per head, plus the combined 18-class metrics when all three tasks are present.
 
@@ -40,8 +28,8 @@ def evaluate(probs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> di
     the single head's macro-F1 (never accuracy: the leaderboard is macro-F1).
     """
     out = {name: head_metrics(targets[name], p.argmax(1), p.shape[1]) for name, p in probs.items()}
-    if "class" in probs or {"mask", "gender", "age"} <= set(probs):
-        out["class"] = head_metrics(targets["class"], class_predictions(probs), labels.NUM_CLASSES)
+    if "class" in probs or set(FACTORS) <= set(probs):
+        out["class"] = head_metrics(targets["class"], predict_classes(probs), labels.NUM_CLASSES)
         out["score"] = out["class"]["f1"]
     else:
         out["score"] = out[next(iter(probs))]["f1"]

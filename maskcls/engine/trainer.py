@@ -1,15 +1,13 @@
 """train(cfg): one loop for every task, on person-held-out folds.
 
-The task only decides which heads the model has and which index columns feed them
-(models.TASK_HEADS); sampling, losses, validation, checkpoints and resume are shared.
+The task only decides which heads the model has (heads.TASKS) and each head's kind how it
+learns (engine/kinds.py); sampling, mixing, validation, checkpoints and resume are shared.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-import random
 import shutil
 import time
 from pathlib import Path
@@ -21,8 +19,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
-from maskcls import io, labels
-from maskcls.config import Config
+from maskcls import heads, io
+from maskcls.config import Config, defaults, merge
 from maskcls.data import assign_folds, load_folds, save_folds
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
@@ -33,41 +31,21 @@ from maskcls.data.transforms import build_augment
 from maskcls.engine import distributed
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
-from maskcls.engine.losses import LOSSES, soft_targets
+from maskcls.engine.kinds import build_heads, widths
 from maskcls.engine.metrics import evaluate, plot_confusion
+from maskcls.engine.mixers import build_mixer
+from maskcls.engine.optim import build_optimizer, lr_factor
 from maskcls.errors import MaskclsError
-from maskcls.models import build_model, check_backbone, save_checkpoint, task_heads
+from maskcls.models import build_model, check_backbone, save_checkpoint
 from maskcls.runs import new_run_dir
+from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
 
 console = Console()
 
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise MaskclsError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def auto_workers(device: torch.device) -> int:
-    cpus = os.cpu_count() or 1
-    if device.type == "cuda":
-        return min(8, cpus)
-    # On a small CPU box the model needs the cores; decoding at reduced scale is cheap.
-    return 0 if cpus <= 2 else min(4, cpus // 2)
-
-
-def cache_dir_of(cfg, run_dir: Path) -> Path:
-    """cfg.cache_dir, or a cache/ folder beside the run directories (shared by every run there)."""
-    return Path(cfg.cache_dir) if cfg.cache_dir else Path(run_dir).parent / "cache"
-
-
-def seed_everything(*seed: int) -> None:
-    s = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
-    random.seed(s)
-    np.random.seed(s)
-    torch.manual_seed(s)
+# What `--resume RUN` may change: everything else is the run's own config (a resumed run is the
+# same experiment). --epochs extends (or, before it ends, shortens) it; the LR schedule is then
+# recomputed for the new length from the step reached.
+RESUME_KEYS = ("epochs", "workers", "device", "cache_dir", "wandb")
 
 
 def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
@@ -78,59 +56,9 @@ def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
         folds = load_folds(cfg.folds_file)
         save_folds(folds, path)
     else:
-        folds = assign_folds(table, folds=cfg.folds, seed=cfg.seed)
+        folds = assign_folds(table, folds=cfg.folds, seed=cfg.seed, method=cfg.split_method)
         save_folds(folds, path)
     return folds
-
-
-def build_optimizer(cfg, model: torch.nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
-    opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    return opt(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def lr_factor(cfg, steps_per_epoch: int):
-    """LR multiplier per optimizer step: warm-up, then cosine / step / exponential by epoch."""
-    total = cfg.epochs * steps_per_epoch
-    warm = min(cfg.warmup_epochs * steps_per_epoch, total - 1)
-
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        epoch = step / steps_per_epoch
-        if cfg.scheduler == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-        if cfg.scheduler == "step":
-            return cfg.gamma ** int(epoch // cfg.step_size)
-        if cfg.scheduler == "exponential":
-            return cfg.exp_gamma ** int(epoch)
-        return 1.0
-
-    return factor
-
-
-def mix_batch(x: torch.Tensor, targets: dict, cfg, gen: torch.Generator):
-    """MixUp or CutMix (chosen at random when both are on) on images and soft targets."""
-    modes = [m for m in ("mixup", "cutmix") if cfg[m] > 0]
-    if not modes or torch.rand(1, generator=gen).item() < 0.5:
-        return x, targets
-    mode = modes[int(torch.randint(len(modes), (1,), generator=gen))]
-    alpha = torch.tensor(float(cfg[mode]))
-    lam = float(torch.distributions.Beta(alpha, alpha).sample())
-    perm = torch.randperm(len(x), generator=gen).to(x.device)
-    x = x.float()
-    if mode == "mixup":
-        x = lam * x + (1 - lam) * x[perm]
-    else:
-        h, w = x.shape[2:]
-        ch, cw = int(h * math.sqrt(1 - lam)), int(w * math.sqrt(1 - lam))
-        cy, cx = int(torch.randint(h, (1,), generator=gen)), int(torch.randint(w, (1,), generator=gen))
-        y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
-        x[:, :, y0:y1, x0:x1] = x[perm][:, :, y0:y1, x0:x1]
-        lam = 1 - (y1 - y0) * (x1 - x0) / (h * w)
-    return x, {k: lam * t + (1 - lam) * t[perm] for k, t in targets.items()}
 
 
 class FoldTrainer:
@@ -138,7 +66,8 @@ class FoldTrainer:
 
     def __init__(self, cfg, table: pd.DataFrame, fold: int, fold_dir: Path, callbacks: list[Callback]):
         self.cfg, self.fold, self.dir, self.callbacks = cfg, fold, fold_dir, callbacks
-        self.heads = task_heads(cfg)
+        self.kinds = build_heads(cfg)  # {head: kind}: targets, loss and probabilities of each head
+        self.heads = widths(self.kinds)
         self.ctx = distributed.setup(cfg.device)
         self.device = resolve_device(cfg.device)
         if self.ctx.active and self.device.type == "cuda":
@@ -170,17 +99,18 @@ class FoldTrainer:
         self.opt = build_optimizer(cfg, self.model)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        self.loss = LOSSES[cfg.loss]
+        self.mixer = build_mixer(cfg)
         self.start_epoch, self.best_score, self.best_epoch, self.history = 0, -1.0, -1, []
         self.finished = False
 
     def _loader(self, df: pd.DataFrame, train: bool) -> DataLoader:
         cfg = self.cfg
-        y = df[list(self.heads)].to_numpy()
+        y = df[[k.column for k in self.kinds.values()]].to_numpy()
         augment = build_augment(cfg.augment, cfg.img_size, seed=cfg.seed) if train else None
         source = None
         if cfg.cache:
-            source = cached_source(cache_dir_of(cfg, self.dir.parent), cfg.img_size, df["path"].tolist(), console)
+            cache_dir = cache_dir_of(cfg, self.dir.parent.parent)  # beside the run directories
+            source = cached_source(cache_dir, cfg.img_size, df["path"].tolist(), console)
         ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment, source=source)
         kw = dict(num_workers=self.workers, pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
                   persistent_workers=self.workers > 0)  # fmt: skip
@@ -188,7 +118,7 @@ class FoldTrainer:
             self.val_idx = distributed.shard(len(ds), self.ctx)
             ds = torch.utils.data.Subset(ds, self.val_idx.tolist()) if self.ctx.active else ds
             return DataLoader(ds, batch_size=cfg.batch_size * 2, shuffle=False, **kw)
-        balance_on = "class" if len(self.heads) > 1 else next(iter(self.heads))
+        balance_on = "class" if len(self.heads) > 1 else next(iter(self.kinds.values())).column
         self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.fold)
         drop_last = len(ds) > cfg.batch_size
         self.generator = torch.Generator()
@@ -225,8 +155,11 @@ class FoldTrainer:
         self.sched.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch = ckpt["epoch"] + 1
-        self.best_score, self.best_epoch = ckpt["best_score"], ckpt["best_epoch"]
-        self.history, self.finished = ckpt["history"], ckpt["finished"]
+        self.best_score, self.best_epoch, self.history = ckpt["best_score"], ckpt["best_epoch"], ckpt["history"]
+        # Finished is recomputed, not read: `--resume RUN --epochs N` extends a run that had ended.
+        patience = self.cfg.patience
+        stopped = bool(patience and ckpt["epoch"] - self.best_epoch >= patience)
+        self.finished = self.start_epoch >= self.cfg.epochs or stopped
         console.print(f"  resuming fold {self.fold} after epoch {ckpt['epoch'] + 1} of {self.cfg.epochs}")
 
     # -- the loop ----------------------------------------------------------------------------
@@ -248,12 +181,12 @@ class FoldTrainer:
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            targets = {h: soft_targets(y[:, i], h, n_cls, self.loss, cfg.label_smoothing)
-                       for i, (h, n_cls) in enumerate(self.heads.items())}  # fmt: skip
-            x, targets = mix_batch(x, targets, cfg, mix_gen)
+            targets = {h: kind.targets(y[:, i]) for i, (h, kind) in enumerate(self.kinds.items())}
+            if self.mixer is not None:
+                x, targets = self.mixer(x, targets, mix_gen)
             with autocast(self.device, self.amp):
                 out = model(x)
-            loss = sum(weights[h] * self.loss.criterion(out[h], targets[h], cfg.focal_gamma) for h in self.heads)
+            loss = sum(weights[h] * kind.loss(out[h], targets[h]) for h, kind in self.kinds.items())
             if not self._all_finite(loss):
                 last = self.dir / "last.pt"
                 kept = f"the last good checkpoint is {last}" if last.exists() else "no epoch had finished yet"
@@ -281,7 +214,7 @@ class FoldTrainer:
         return bad.item() == 0
 
     def validate(self) -> tuple[dict, dict]:
-        probs = infer(self.model, self.val_loader, self.device, self.amp)
+        probs = infer(self.model, self.val_loader, self.device, self.kinds, self.amp)
         probs = distributed.gather(self.val_idx, probs, len(self.val_df))  # the whole fold, on every rank
         targets = {h: self.val_df[h].to_numpy() for h in [*self.heads, "class"]}
         return probs, evaluate(probs, targets)
@@ -330,10 +263,12 @@ class FoldTrainer:
         io.write_csv(self.dir / "oof.csv", oof_table(self.val_df, probs, self.fold))
         io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch,
                                                   "best_score": metrics["score"], "metrics": metrics})  # fmt: skip
-        for head, p in probs.items():
-            names = labels.task_classes(head, self.cfg.age_upper)
-            plot_confusion(self.val_df[head].to_numpy(), p.argmax(1), names, self.dir / f"confusion_{head}.png",
-                           f"fold {self.fold} {head}, epoch {epoch + 1}")  # fmt: skip
+        preds = {head: p.argmax(1) for head, p in probs.items()}
+        if "class" in metrics and "class" not in preds:  # the three heads combined: the leaderboard's view
+            preds["class"] = heads.predict_classes(probs)
+        for head, pred in preds.items():
+            names, title = heads.classes(head, self.cfg.age_upper), f"fold {self.fold} {head}, epoch {epoch + 1}"
+            plot_confusion(self.val_df[head].to_numpy(), pred, names, self.dir / f"confusion_{head}.png", title)
 
 
 def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:
@@ -350,8 +285,7 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
     ctx = distributed.setup(cfg.device)
     if new and ctx.main:
         io.write_json(run_dir / "config.json", cfg)
-        heads = task_heads(cfg)
-        io.write_json(run_dir / "label_map.json", {h: labels.task_classes(h, cfg.age_upper) for h in heads})
+        io.write_json(run_dir / "label_map.json", heads.label_map(heads.task_heads(cfg.task, cfg.head), cfg.age_upper))
     console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
     if ctx.active:
         backend = torch.distributed.get_backend()
@@ -379,16 +313,36 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
     return summaries, fold_ids
 
 
-def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | None = None) -> Path:
-    """Train every fold the config asks for; returns the run directory."""
+def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
+    """The run's own config, with the few RESUME_KEYS the command line may change; anything else is refused."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
+    saved = json.loads(path.read_text())
+    cfg = Config({**defaults(), **{k: v for k, v in saved.items() if k in defaults()}})  # keys added since
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    refused = [k for k in given if k not in RESUME_KEYS]
+    if refused:
+        allowed = ", ".join(f"--{k.replace('_', '-')}" for k in RESUME_KEYS)
+        raise MaskclsError(
+            f"--resume continues {run_dir} with its own config: --{refused[0].replace('_', '-')} cannot change "
+            f"(with --resume only {allowed}); start a new run to change it"
+        )
+    cfg = merge(cfg, given, "command line")
+    done = max((len(pd.read_csv(h)) for h in run_dir.glob("fold*/history.csv")), default=0)
+    if cfg.epochs < done:
+        raise MaskclsError(f"--epochs {cfg.epochs}: {run_dir} has already trained {done} epochs")
+    return cfg
+
+
+def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callback] | None = None,
+          overrides: dict | None = None) -> Path:  # fmt: skip
+    """Train every fold the config asks for (or continue the run `resume`); returns the run directory."""
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.json").is_file():
-            raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
-        cfg = Config(json.loads((run_dir / "config.json").read_text()))
-    else:
-        if cfg.data is None:
-            raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
+        cfg = resume_config(run_dir, overrides)
+    elif cfg.data is None:
+        raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
     # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
     check_backbone(cfg.backbone)
     table = load_table(cfg)
@@ -414,6 +368,8 @@ def train(cfg: Config, resume: Path | None = None, callbacks: list[Callback] | N
                     shutil.rmtree(cfg.out, ignore_errors=True)
             raise
     else:
+        if ctx.main and overrides:  # the run records what it now trains with (e.g. the extended --epochs)
+            io.write_json(run_dir / "config.json", cfg)
         summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=False)
     if not ctx.main:
         return run_dir

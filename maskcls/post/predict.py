@@ -22,16 +22,17 @@ from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset
 from maskcls.engine import distributed
 from maskcls.engine.inference import infer
-from maskcls.engine.metrics import task_probs_from_class
-from maskcls.engine.trainer import auto_workers, resolve_device
+from maskcls.engine.kinds import build_heads
 from maskcls.errors import MaskclsError
+from maskcls.heads import marginals
 from maskcls.models import load_for_inference
 from maskcls.runs import fold_checkpoints
+from maskcls.runtime import auto_workers, resolve_device
 
 
 def probs_table(image_ids, probs: dict[str, np.ndarray]) -> pd.DataFrame:
     if "class" in probs:
-        probs = {**task_probs_from_class(probs["class"]), **probs}
+        probs = {**marginals(probs["class"]), **probs}
     cols = {"ImageID": list(image_ids)}
     for head, p in probs.items():
         cols.update({f"{head}_{k}": p[:, k] for k in range(p.shape[1])})
@@ -76,14 +77,14 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
             if heads_seen is not None and ckpt["heads"] != heads_seen:
                 raise MaskclsError(f"{ckpt_path}: heads {ckpt['heads']} differ from the other runs' {heads_seen}")
             heads_seen = ckpt["heads"]
-            cfg = ckpt["config"]
+            cfg = ckpt["config"]  # a Config: the checkpoint's own, on today's defaults
             source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") else None
             if cache is not None:
                 source = cached_source(cache, cfg["img_size"], paths, console)
             ds = FaceDataset(paths, None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
-            probs = infer(model, loader, dev, amp=dev.type == "cuda", tta=tta,
+            probs = infer(model, loader, dev, build_heads(cfg), amp=dev.type == "cuda", tta=tta,
                           progress=lambda n, t=task: progress.update(t, advance=n))  # fmt: skip
             probs = distributed.gather(mine, probs, len(ev))  # info.csv order, every image
             for k, v in probs.items():

@@ -10,9 +10,9 @@ import pandas as pd
 
 from maskcls.data.index import read_csv
 from maskcls.errors import MaskclsError
+from maskcls.heads import HEADS
 
-HEAD_SIZES = {"mask": 3, "gender": 2, "age": 3, "class": 18}
-COLUMN_RE = re.compile(r"^(mask|gender|age|class)_(\d+)$")
+COLUMN_RE = re.compile(rf"^({'|'.join(HEADS)})_(\d+)$")
 SUM_TOLERANCE = 1e-3
 
 
@@ -25,10 +25,6 @@ def heads_of(df: pd.DataFrame) -> list[str]:
     return found
 
 
-def head_columns(head: str) -> list[str]:
-    return [f"{head}_{k}" for k in range(HEAD_SIZES[head])]
-
-
 def read_probs(path: str | Path) -> pd.DataFrame:
     """A prediction CSV, checked: known heads with every class column, no gaps, rows summing to 1."""
     path = Path(path)
@@ -37,7 +33,7 @@ def read_probs(path: str | Path) -> pd.DataFrame:
     if not heads:
         raise MaskclsError(f"{path}: no probability columns (expected e.g. mask_0..mask_2, age_0..age_2)")
     for head in heads:
-        cols = head_columns(head)
+        cols = HEADS[head].columns()
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise MaskclsError(f"{path}: head {head!r} lacks column(s) {', '.join(missing)}")
@@ -70,7 +66,7 @@ def read_probs(path: str | Path) -> pd.DataFrame:
 def task_probs(df: pd.DataFrame, task: str, source: str) -> np.ndarray:
     if task not in heads_of(df):
         raise MaskclsError(f"{source}: has no {task} predictions (heads: {', '.join(heads_of(df))})")
-    return df[head_columns(task)].to_numpy(dtype=np.float64)
+    return df[HEADS[task].columns()].to_numpy(dtype=np.float64)
 
 
 def align(df: pd.DataFrame, image_ids: pd.Series, source: str, reference: str) -> pd.DataFrame:

@@ -15,12 +15,13 @@ from maskcls import io, labels
 from maskcls.data.index import read_csv
 from maskcls.engine.metrics import head_metrics
 from maskcls.errors import MaskclsError
-from maskcls.probs import align, heads_of, read_probs, task_probs
+from maskcls.heads import FACTORS, HEADS, class_names, predict_classes
+from maskcls.post.probs import align, heads_of, read_probs, task_probs
 
 
 def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> dict[str, np.ndarray]:
     """Per-task probabilities aligned to image_ids from --mask/--gender/--age or --joint files."""
-    both = [t for t in ("mask", "gender", "age") if t in sources]
+    both = [t for t in FACTORS if t in sources]
     if "joint" in sources and both:
         raise MaskclsError(
             f"--joint and --{both[0]} both give {both[0]} predictions: pass --joint alone, or per-task files "
@@ -32,20 +33,14 @@ def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> d
         if task == "joint":
             if "class" in heads_of(df):  # an 18-way head: keep its joint argmax, not the marginals'
                 probs["class"] = task_probs(df, "class", str(path))
-            for t in ("mask", "gender", "age"):
+            for t in FACTORS:
                 probs.setdefault(t, task_probs(df, t, str(path)))
         else:
             probs[task] = task_probs(df, task, str(path))
-    missing = [t for t in ("mask", "gender", "age") if t not in probs]
+    missing = [t for t in FACTORS if t not in probs]
     if missing:
         raise MaskclsError(f"no predictions for {', '.join(missing)}: pass --{missing[0]} FILE or --joint FILE")
     return probs
-
-
-def answers_from(probs: dict[str, np.ndarray]) -> np.ndarray:
-    if "class" in probs:
-        return probs["class"].argmax(1)
-    return labels.encode(probs["mask"].argmax(1), probs["gender"].argmax(1), probs["age"].argmax(1))
 
 
 def submission_name(sources: dict[str, Path]) -> str:
@@ -75,13 +70,14 @@ def score(sub: pd.DataFrame, answers: Path | pd.DataFrame) -> dict:
     y, p = key["ans"].to_numpy(), sub["ans"].to_numpy()
     out = {"class": head_metrics(y, p, labels.NUM_CLASSES)}
     ty, tp = labels.decode(y), labels.decode(p)
-    for i, task in enumerate(("mask", "gender", "age")):
-        out[task] = head_metrics(ty[i], tp[i], len(labels.TASKS[task]))
+    for i, task in enumerate(FACTORS):
+        out[task] = head_metrics(ty[i], tp[i], HEADS[task].size())
     return out
 
 
 def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | None = None,
-           console: Console | None = None) -> tuple[Path, dict | None]:  # fmt: skip
+           console: Console | None = None, age_upper: int = labels.DEFAULT_AGE_UPPER) -> tuple[Path, dict | None]:
+    """Write the submission CSV; age_upper only names the classes in the printed table."""
     console = console or Console()
     io.clean_stale_temps(out_dir)  # hidden temp files of a submit that was killed while writing
     info_path = Path(data) / "eval" / "info.csv"
@@ -89,7 +85,7 @@ def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | 
     probs = combine(sources, info["ImageID"], str(info_path))
     key = read_answers(answers, info["ImageID"]) if answers is not None else None
     sub = info[["ImageID"]].copy()
-    sub["ans"] = answers_from(probs).astype(int)
+    sub["ans"] = predict_classes(probs).astype(int)
     validate(sub, info)
     path = io.write_csv(Path(out_dir) / submission_name(sources), sub)
 
@@ -98,8 +94,9 @@ def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | 
     t.add_column("class", justify="right")
     t.add_column("name")
     t.add_column("images", justify="right")
+    names = class_names(age_upper)
     for c, n in counts.items():
-        t.add_row(str(c), labels.CLASS_NAMES[c], str(n))
+        t.add_row(str(c), names[c], str(n))
     console.print(t)
     console.print(f"wrote {path}")
     metrics = None
@@ -107,6 +104,6 @@ def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | 
         metrics = score(sub, key)
         console.print(
             f"local score: macro-F1 {metrics['class']['f1']:.4f}  accuracy {metrics['class']['acc']:.4f}  "
-            + "  ".join(f"{t} F1 {metrics[t]['f1']:.4f}" for t in ("mask", "gender", "age"))
+            + "  ".join(f"{t} F1 {metrics[t]['f1']:.4f}" for t in FACTORS)
         )
     return path, metrics

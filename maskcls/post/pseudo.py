@@ -15,7 +15,8 @@ from maskcls import io, labels
 from maskcls.data import scan_eval
 from maskcls.data.table import PSEUDO_COLUMNS
 from maskcls.errors import MaskclsError
-from maskcls.submit import combine
+from maskcls.heads import FACTORS
+from maskcls.post.submit import combine
 
 
 def pseudo_label(sources: dict[str, Path], data: Path, threshold: float, age_upper: int) -> pd.DataFrame:
@@ -23,11 +24,11 @@ def pseudo_label(sources: dict[str, Path], data: Path, threshold: float, age_upp
         raise MaskclsError(f"--threshold must be in (0, 1] (got {threshold})")
     ev = scan_eval(data).table
     probs = combine(sources, ev["ImageID"], str(Path(data) / "eval" / "info.csv"))
-    conf = np.min([probs[t].max(1) for t in ("mask", "gender", "age")], axis=0)
-    pred = {t: probs[t].argmax(1) for t in ("mask", "gender", "age")}
+    conf = np.min([probs[t].max(1) for t in FACTORS], axis=0)
+    pred = {t: probs[t].argmax(1) for t in FACTORS}
     # Absolute paths: the CSV keeps working when training runs from another folder.
     out = pd.DataFrame({"ImageID": ev["ImageID"], "path": [os.path.abspath(p) for p in ev["path"]], **pred})
-    out["class"] = labels.encode(out["mask"].to_numpy(), out["gender"].to_numpy(), out["age"].to_numpy())
+    out["class"] = labels.encode(*(out[t].to_numpy() for t in FACTORS))
     out["confidence"] = conf
     out["age_upper"] = age_upper
     return out[conf >= threshold][PSEUDO_COLUMNS].reset_index(drop=True)

@@ -9,7 +9,8 @@ import pandas as pd
 
 from maskcls import io
 from maskcls.errors import MaskclsError
-from maskcls.probs import align, head_columns, heads_of, read_probs
+from maskcls.heads import HEADS
+from maskcls.post.probs import align, heads_of, read_probs
 
 METHODS = ("mean", "geometric")
 
@@ -31,7 +32,7 @@ def ensemble(paths: list[Path], weights: list[float] | None = None, method: str 
     ]
     out = pd.DataFrame({"ImageID": ref["ImageID"]})
     for head in heads:
-        cols = head_columns(head)
+        cols = HEADS[head].columns()
         stack = np.stack([df[cols].to_numpy(dtype=np.float64) for df in frames])  # (files, N, classes)
         if method == "mean":
             p = np.tensordot(w, stack, axes=1)

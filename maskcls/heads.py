@@ -1,0 +1,92 @@
+"""The heads, declared once. Everything that names a head or its classes derives from here.
+
+A head has a name (also the index column it learns and the prefix of its probability columns,
+`age_0..age_2`), class names (the age names follow `age_upper`: "30-57 / >=58" at 58) and a
+kind: how its logits become class probabilities and which loss trains them (the kinds live in
+`maskcls/engine/kinds.py`; here only their names). A task is a list of heads.
+
+Adding a head kind: a class in engine/kinds.py, its name in KINDS below, and (if it needs
+one) a config key in args.json. Adding a head: one entry in HEADS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from maskcls import labels
+
+FACTORS = ("mask", "gender", "age")  # the three heads whose product is the 18 contest classes
+KINDS = ("classify",)  # head kinds; engine/kinds.py implements each
+
+
+@dataclass(frozen=True)
+class Head:
+    name: str
+    fixed_classes: tuple[str, ...] = ()  # empty: derived from age_upper (the age head, the 18 classes)
+    ordered: bool = False  # classes have an order (age): neighbor smoothing, ordinal kinds
+
+    def classes(self, age_upper: int = labels.DEFAULT_AGE_UPPER) -> list[str]:
+        if self.fixed_classes:
+            return list(self.fixed_classes)
+        if self.name == "age":
+            return labels.age_names(age_upper)
+        return class_names(age_upper)
+
+    def size(self) -> int:
+        return len(self.classes())
+
+    def columns(self) -> list[str]:
+        """Probability columns of a prediction CSV: <name>_0 .. <name>_{size-1}."""
+        return [f"{self.name}_{k}" for k in range(self.size())]
+
+
+HEADS: dict[str, Head] = {
+    "mask": Head("mask", labels.MASK_NAMES),
+    "gender": Head("gender", labels.GENDER_NAMES),
+    "age": Head("age", ordered=True),
+    "class": Head("class"),  # one 18-way head (train-joint --head flat18)
+}
+
+# The heads each train command builds; "joint/flat18" is train-joint --head flat18.
+TASKS: dict[str, tuple[str, ...]] = {
+    "mask": ("mask",),
+    "gender": ("gender",),
+    "age": ("age",),
+    "joint": FACTORS,
+    "joint/flat18": ("class",),
+}
+
+
+def class_names(age_upper: int = labels.DEFAULT_AGE_UPPER) -> list[str]:
+    """The 18 contest classes in label order: class = mask*6 + gender*3 + age."""
+    m, g, a = (HEADS[h].classes(age_upper) for h in FACTORS)
+    return [f"{x}/{y}/{z}" for x in m for y in g for z in a]
+
+
+def classes(head: str, age_upper: int = labels.DEFAULT_AGE_UPPER) -> list[str]:
+    return HEADS[head].classes(age_upper)
+
+
+def task_heads(task: str, head: str = "multi") -> tuple[str, ...]:
+    """Head names a train command builds (joint with head=flat18: the one 18-way head)."""
+    return TASKS["joint/flat18" if task == "joint" and head == "flat18" else task]
+
+
+def label_map(names, age_upper: int) -> dict[str, list[str]]:
+    return {h: classes(h, age_upper) for h in names}
+
+
+def marginals(p18: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-head marginal probabilities of an 18-way distribution (class = mask*6 + gender*3 + age)."""
+    p = p18.reshape(-1, *(HEADS[h].size() for h in FACTORS))
+    axes = range(1, len(FACTORS) + 1)
+    return {h: p.sum(tuple(a for a in axes if a != i + 1)) for i, h in enumerate(FACTORS)}
+
+
+def predict_classes(probs: dict[str, np.ndarray]) -> np.ndarray:
+    """18-class predictions: the 18-way head's argmax when present, else the three heads' argmaxes combined."""
+    if "class" in probs:
+        return probs["class"].argmax(1)
+    return labels.encode(*(probs[h].argmax(1) for h in FACTORS))

@@ -1,0 +1,214 @@
+"""Unit tests of the engine's parts: losses, mixers, LR schedules, evaluate, flat18 marginals, heads, decoding."""
+
+import ast
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from maskcls import config, heads, labels
+from maskcls.config import ROOT, Config
+from maskcls.data.dataset import encoded_size, read_image, reduction
+from maskcls.engine.losses import LOSSES, CrossEntropy, F1PlusCE, Focal, neighbor_smoothing
+from maskcls.engine.metrics import evaluate
+from maskcls.engine.mixers import CutMix, MixUp, RandomMix, build_mixer
+from maskcls.engine.optim import OPTIMIZERS, SCHEDULERS, lr_factor, param_groups
+
+
+def cfg_with(**kw) -> Config:
+    return Config({**config.defaults(), **kw})
+
+
+# -- losses -------------------------------------------------------------------------------------
+def test_cross_entropy_on_one_hot_targets_is_torchs():
+    logits, y = torch.randn(8, 3, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    ce = CrossEntropy()
+    assert torch.allclose(ce(logits, ce.targets(y, 3)), F.cross_entropy(logits, y))
+
+
+def test_focal_is_ce_at_gamma_0_and_down_weights_easy_examples():
+    logits, y = torch.tensor([[4.0, 0.0, 0.0], [0.2, 0.0, 0.1]]), torch.tensor([0, 0])
+    t = CrossEntropy().targets(y, 3)
+    assert torch.allclose(Focal(0.0)(logits, t), CrossEntropy()(logits, t))
+    easy, hard = Focal(2.0)(logits[:1], t[:1]), Focal(2.0)(logits[1:], t[1:])
+    ce_easy, ce_hard = CrossEntropy()(logits[:1], t[:1]), CrossEntropy()(logits[1:], t[1:])
+    assert easy / ce_easy < 0.01 and hard / ce_hard > 0.3  # the easy one is nearly ignored
+
+
+def test_f1_plus_ce_is_near_zero_when_right_and_large_when_wrong():
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    right, wrong = F.one_hot(y, 3).float() * 20, F.one_hot((y + 1) % 3, 3).float() * 20
+    loss = F1PlusCE()
+    t = loss.targets(y, 3)
+    assert loss(right, t) < 1e-3 and loss(wrong, t) > 10
+
+
+def test_neighbor_smoothing_only_touches_adjacent_groups_and_rows_sum_to_1():
+    t = neighbor_smoothing(torch.tensor([0, 1, 2]), eps=0.2)
+    assert torch.allclose(t.sum(1), torch.ones(3))
+    assert t[0, 2] == 0 and t[2, 0] == 0 and t[1, 0] == pytest.approx(0.1)
+
+
+def test_loss_builders_own_their_hyperparameters():
+    cfg = cfg_with(focal_gamma=3.5, label_smoothing=0.2)
+    assert LOSSES["focal"](cfg, False).gamma == 3.5
+    neighbor_age, neighbor_mask = LOSSES["neighbor"](cfg, True), LOSSES["neighbor"](cfg, False)
+    assert (neighbor_age.smoothing, neighbor_mask.smoothing, neighbor_age.eps) == ("neighbor", "uniform", 0.2)
+    assert LOSSES["ce"](cfg, True).targets(torch.tensor([1]), 3).tolist() == [[0.0, 1.0, 0.0]]  # no smoothing
+
+
+# -- mixers -------------------------------------------------------------------------------------
+def _batch(n=6):
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 16, 12).clone()  # image i is all i
+    return x, {"h": F.one_hot(torch.arange(n), n).float()}
+
+
+def test_mixup_mixes_images_and_targets_with_the_same_weight():
+    torch.manual_seed(0)
+    x, t = _batch()
+    mx, mt = MixUp(0.4)(x, t, torch.Generator().manual_seed(1))
+    assert torch.allclose(mt["h"].sum(1), torch.ones(6))
+    for i in range(6):
+        lam, others = float(mt["h"][i, i]), mt["h"][i].clone()
+        others[i] = -1
+        partner = int(others.argmax())  # the image whose label took the rest of the weight
+        assert torch.allclose(mx[i], torch.full_like(mx[i], lam * i + (1 - lam) * partner), atol=1e-5)
+
+
+def test_cutmix_target_weight_is_the_pasted_area():
+    torch.manual_seed(3)
+    x, t = _batch()
+    mx, mt = CutMix(1.0)(x, t, torch.Generator().manual_seed(2))
+    for i in range(6):
+        own = float((mx[i, 0] == i).float().mean())
+        assert mt["h"][i, i] == pytest.approx(own, abs=1e-6) or bool(mt["h"][i, i] == 1)
+
+
+def test_random_mix_passes_through_or_mixes_and_is_deterministic_per_generator():
+    x, t = _batch()
+    never = RandomMix([MixUp(1.0)], p=0.0)
+    assert all(never(x, t, torch.Generator().manual_seed(s))[0] is x for s in range(10))
+    both = RandomMix([MixUp(1.0), CutMix(1.0)], p=0.5)
+    mixed = [not torch.equal(both(x, t, torch.Generator().manual_seed(s))[0], x) for s in range(40)]
+    assert 10 < sum(mixed) < 30
+    torch.manual_seed(0)
+    a = both(x, t, torch.Generator().manual_seed(5))[0]
+    torch.manual_seed(0)
+    assert torch.equal(a, both(x, t, torch.Generator().manual_seed(5))[0])
+    assert build_mixer(cfg_with(mixup=0.0, cutmix=0.0)) is None
+    assert [type(m) for m in build_mixer(cfg_with(mixup=0.2, cutmix=1.0)).mixers] == [MixUp, CutMix]
+
+
+# -- optimizers and LR schedules ----------------------------------------------------------------
+def test_warm_up_then_cosine_to_zero():
+    f = lr_factor(cfg_with(epochs=10, warmup_epochs=1, scheduler="cosine"), steps_per_epoch=10)
+    assert [f(s) for s in range(3)] == pytest.approx([0.1, 0.2, 0.3])
+    assert f(9) == pytest.approx(1.0) and f(10) == pytest.approx(1.0)
+    assert f(55) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert f(99) < 0.001 and all(f(s) >= f(s + 1) for s in range(10, 99))
+
+
+def test_step_exponential_and_constant_schedules():
+    step = lr_factor(cfg_with(epochs=9, warmup_epochs=0, scheduler="step", step_size=3, gamma=0.5), 4)
+    assert [step(e * 4) for e in range(9)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
+    expo = lr_factor(cfg_with(epochs=5, warmup_epochs=0, scheduler="exponential", exp_gamma=0.9), 2)
+    assert [expo(e * 2 + 1) for e in range(3)] == pytest.approx([1, 0.9, 0.81])
+    assert {lr_factor(cfg_with(epochs=3, warmup_epochs=0, scheduler="none"), 5)(s) for s in range(15)} == {1.0}
+
+
+def test_no_decay_on_biases_and_norm_layers_when_asked():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    [one] = param_groups(model, 0.05, decay_norm_bias=True)
+    assert one["weight_decay"] == 0.05 and len(one["params"]) == 6
+    decay, plain = param_groups(model, 0.05, decay_norm_bias=False)
+    assert [p.ndim for p in decay["params"]] == [4, 2] and plain["weight_decay"] == 0.0
+    assert len(plain["params"]) == 4  # conv bias, bn weight + bias, linear bias
+    opt = OPTIMIZERS["sgd"]([decay, plain], cfg_with(lr=0.1))
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0] and opt.param_groups[0]["nesterov"]
+
+
+def test_config_choices_are_the_registries():
+    from maskcls.data.splits import SPLITS
+    from maskcls.data.transforms import PRESETS
+
+    assert config.choices("optimizer") == list(OPTIMIZERS) and config.choices("scheduler") == list(SCHEDULERS)
+    assert config.choices("loss") == list(LOSSES) and config.choices("augment") == list(PRESETS)
+    assert config.choices("split_method") == list(SPLITS) and config.choices("task") == [
+        "mask", "gender", "age", "joint"]  # fmt: skip
+    with pytest.raises(Exception, match="did you mean 'focal'"):
+        config.resolve("age", flags={"loss": "focla"})
+
+
+# -- evaluate, marginals, heads -----------------------------------------------------------------
+def test_evaluate_scores_each_head_and_the_18_classes_from_three_heads():
+    y = {"mask": np.array([0, 1, 2, 0]), "gender": np.array([0, 1, 0, 1]), "age": np.array([0, 1, 2, 2])}
+    y["class"] = labels.encode(y["mask"], y["gender"], y["age"])
+    probs = {h: np.eye(heads.HEADS[h].size())[v] for h, v in y.items() if h != "class"}
+    probs["age"] = np.eye(3)[[0, 1, 2, 1]]  # one age wrong
+    m = evaluate(probs, y)
+    assert m["mask"]["f1"] == 1 and m["gender"]["f1"] == 1 and m["age"]["acc"] == 0.75
+    assert m["class"]["acc"] == 0.75 and m["score"] == m["class"]["f1"]
+    assert evaluate({"age": probs["age"]}, y)["score"] == m["age"]["f1"]  # one head: its own macro-F1
+
+
+def test_flat18_marginals_are_the_per_head_distributions():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(18), size=50)
+    marg = heads.marginals(p)
+    for h in heads.FACTORS:
+        assert marg[h].shape == (50, heads.HEADS[h].size()) and np.allclose(marg[h].sum(1), 1)
+    m, g, a = labels.decode(np.arange(18))
+    assert np.allclose(marg["age"][:, 2], p[:, a == 2].sum(1)) and np.allclose(marg["mask"][:, 1], p[:, m == 1].sum(1))
+    one_hot = heads.marginals(np.eye(18))
+    assert [tuple(one_hot[h][c].argmax() for h in heads.FACTORS) for c in range(18)] == list(zip(m, g, a, strict=True))
+    assert np.array_equal(heads.predict_classes({"class": p}), p.argmax(1))
+
+
+def test_heads_derive_names_columns_and_tasks():
+    assert heads.task_heads("joint") == ("mask", "gender", "age") and heads.task_heads("joint", "flat18") == ("class",)
+    assert heads.HEADS["class"].columns()[-1] == "class_17"
+    assert heads.HEADS["gender"].columns() == ["gender_0", "gender_1"]
+    assert heads.label_map(["age", "mask"], 59) == {"age": ["<30", "30-58", ">=59"], "mask": list(labels.MASK_NAMES)}
+    from maskcls.post.probs import COLUMN_RE
+
+    assert all(COLUMN_RE.match(c) for h in heads.HEADS.values() for c in h.columns())
+
+
+# -- the engine imports nothing above it ---------------------------------------------------------
+BELOW_ENGINE = {"maskcls.config", "maskcls.errors", "maskcls.heads", "maskcls.io", "maskcls.labels", "maskcls.models",
+                "maskcls.runs", "maskcls.runtime", "maskcls.data", "maskcls.engine"}  # fmt: skip
+
+
+def test_the_engine_imports_nothing_above_it():
+    for path in sorted((ROOT / "maskcls" / "engine").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("maskcls"):
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if node.module == "maskcls"]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names if a.name.startswith("maskcls")]
+            for name in names:
+                if name == "maskcls":
+                    continue
+                top = ".".join(name.split(".")[:2])
+                assert top in BELOW_ENGINE, f"{path.name} imports {name}"
+
+
+# -- decoding at the file's own size -------------------------------------------------------------
+@pytest.mark.parametrize("ext,params", [(".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".png", [])])
+def test_the_encoded_size_picks_the_reduced_decode(tmp_path, ext, params, monkeypatch):
+    img = np.random.default_rng(0).integers(0, 255, (256, 192, 3), dtype=np.uint8)
+    path = str(tmp_path / f"crop{ext}")
+    cv2.imwrite(path, img, params)
+    assert encoded_size(Path(path).read_bytes()) == (256, 192)
+    assert reduction((256, 192), (128, 96)) == 2 and reduction((512, 384), (128, 96)) == 4
+    calls = []
+    real = cv2.imdecode
+    monkeypatch.setattr(cv2, "imdecode", lambda buf, flag: calls.append(flag) or real(buf, flag))
+    out = read_image(path, (128, 96))
+    assert out.shape == (128, 96, 3) and len(calls) == 1  # decoded once, not once too small and again
+    assert encoded_size(b"\xff\xd8\xff\xe0garbage") is None and encoded_size(b"not an image") is None
