@@ -43,6 +43,7 @@ class Variant:
     tasks: str = "joint"  # or "separate": three single-task models
     tta: bool = True
     reuse: str | None = None  # predict with another variant's models instead of training
+    tune: bool = False  # maskcls tune-thresholds on the run's out-of-fold rows, then predict with them
 
 
 ABLATIONS = [
@@ -54,6 +55,14 @@ ABLATIONS = [
     Variant("age58", "age threshold 58 for the training labels", ["--age-upper", "58"]),
     Variant("no-tta", "no TTA", tta=False, reuse="default"),
     Variant("no-decay-norm-bias", "no weight decay on biases and norm layers", ["--set", "decay_norm_bias=false"]),
+    # the age options (issue 10)
+    Variant("ordinal", "age head ordinal (CORN)", ["--age-head", "ordinal"]),
+    Variant("regression", "age head regression (Huber)", ["--age-head", "regression"]),
+    Variant("tuned", "default + tuned per-class biases (OOF)", reuse="default", tune=True),
+    Variant("ordinal-tuned", "ordinal + tuned cut-offs and biases (OOF)", reuse="ordinal", tune=True),
+    Variant("drop-ages", "drop training ages 27-29, 57-59", ["--drop-ages", "27-29,57-59"]),
+    Variant("external", "external faces (utkface-extra, 2,823)", ["--external", "{external}"]),
+    Variant("gated", "gender-gated age head", ["--age-gate"]),
 ]
 
 
@@ -72,7 +81,8 @@ def maskcls(*args) -> list[str]:
 
 
 def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, tta: bool, epochs: int, seed: int,
-               answers: Path | None, log: Path, reuse_from: Path | None = None) -> dict:  # fmt: skip
+               answers: Path | None, log: Path, reuse_from: Path | None = None,
+               tune: bool = False) -> dict:  # fmt: skip
     """Train (or reuse) the models of one variant, predict, submit; returns the scores and seconds."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +94,10 @@ def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, t
             train = maskcls(f"train-{task}", "--data", data, *RECIPE, *flags, "--epochs", epochs, "--seed", seed)
             run([*train, "--fold", "0", "--out", str(out / "runs"), "--name", task, "--cache-dir", str(cache)], log)
         preds[task] = out / f"{task}.csv"
-        run(maskcls("predict", run_dir, "--data", data, "--out", preds[task], *(["--tta"] if tta else [])), log)
+        if tune:
+            run(maskcls("tune-thresholds", run_dir), log)
+        predict = maskcls("predict", run_dir, "--data", data, "--out", preds[task], "--tuned" if tune else "--no-tuned")
+        run([*predict, *(["--tta"] if tta else [])], log)
     cmd = maskcls("submit", "--data", data, "--out", out / "submissions")
     for task, p in preds.items():
         cmd += [f"--{task}", str(p)]
@@ -92,6 +105,9 @@ def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, t
         cmd += ["--answers", str(answers), "--score-json", str(out / "score.json")]
     run(cmd, log)
     result = {"name": name, "seconds": round(time.time() - t0), "seed": seed, "epochs": epochs}
+    val = json.loads((run_dir / "fold0" / "metrics.json").read_text())["metrics"]
+    if "mae" in val.get("age", {}):  # an age head that predicts years: its validation MAE
+        result["val_age_mae"] = round(val["age"]["mae"], 2)
     if answers is not None:
         result.update(json.loads((out / "score.json").read_text()))
     console.print(
@@ -108,14 +124,15 @@ def slug_of(name: str) -> str:
 def row(table: Table, r: dict) -> None:
     if "class" in r:
         table.add_row(r["name"], f"{r['class']['f1']:.4f}", f"{r['class']['acc']:.4f}",
-                      *[f"{r[t]['f1']:.3f}" for t in ("mask", "gender", "age")], str(r["seconds"]))  # fmt: skip
+                      *[f"{r[t]['f1']:.3f}" for t in ("mask", "gender", "age")], str(r.get("val_age_mae", "")),
+                      str(r["seconds"]))  # fmt: skip
     else:
-        table.add_row(r["name"], "-", "-", "-", "-", "-", str(r["seconds"]))
+        table.add_row(r["name"], "-", "-", "-", "-", "-", "", str(r["seconds"]))
 
 
 def new_table(title: str) -> Table:
     t = Table(title=title)
-    for c in ("variant", "macro-F1", "accuracy", "mask F1", "gender F1", "age F1", "seconds"):
+    for c in ("variant", "macro-F1", "accuracy", "mask F1", "gender F1", "age F1", "val age MAE", "seconds"):
         t.add_column(c, justify="left" if c == "variant" else "right")
     return t
 
@@ -130,6 +147,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=12, help="default run budget (about 50 s an epoch on 2 cores)")
     ap.add_argument("--ablation-epochs", type=int, default=6)
     ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--external", type=Path, default=ROOT.parent / "shared" / "data" / "utkface-extra" / "images",
+                    help="UTKFace-named faces for the external-faces row")  # fmt: skip
     ap.add_argument("--variants", help="comma-separated ablation slugs to (re)run; their rows replace those in "
                     "OUT/quality.json, the others are kept (implies --ablations --only-ablations)")  # fmt: skip
     args = ap.parse_args()
@@ -167,8 +186,13 @@ def main() -> None:
         for v in chosen:
             reuse = out / "ablations" / v.reuse if v.reuse else None
             src = crops if v.crop else data
-            results.append(experiment(v.name, src, out / "ablations" / v.slug, v.flags, v.tasks, v.tta,
-                                      args.ablation_epochs, args.seed, answers, log, reuse_from=reuse))  # fmt: skip
+            if "{external}" in v.flags and not args.external.is_dir():
+                console.print(f"[yellow]skipped {v.slug}: no external faces at {args.external}[/]")
+                continue
+            flags = [f.replace("{external}", str(args.external)) for f in v.flags]
+            results.append(experiment(v.name, src, out / "ablations" / v.slug, flags, v.tasks, v.tta,
+                                      args.ablation_epochs, args.seed, answers, log, reuse_from=reuse,
+                                      tune=v.tune))  # fmt: skip
             results[-1]["slug"] = v.slug
             if v.slug == "default":
                 report["seeds"] = [results[-1]] + [

@@ -29,6 +29,7 @@ app.command("crop", rich_help_panel="Data")(crop.crop_command)
 app.command("cache", rich_help_panel="Data")(cache.cache_command)
 for _task in ("mask", "gender", "age", "joint"):
     app.command(f"train-{_task}", rich_help_panel="Train")(train.make_train_command(_task))
+app.command("tune-thresholds", rich_help_panel="Predict and submit")(predict.tune_thresholds_command)
 app.command("predict", rich_help_panel="Predict and submit")(predict.predict_command)
 app.command("ensemble", rich_help_panel="Predict and submit")(submit.ensemble_command)
 app.command("pseudo-label", rich_help_panel="Predict and submit")(submit.pseudo_label_command)

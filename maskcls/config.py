@@ -12,6 +12,7 @@ import importlib
 import json
 from pathlib import Path
 
+from maskcls import labels
 from maskcls.errors import MaskclsError
 from maskcls.heads import TASKS
 
@@ -27,6 +28,7 @@ REGISTRIES = {
     "loss": ("maskcls.engine.losses", "LOSSES"),
     "augment": ("maskcls.data.transforms", "PRESETS"),
     "split_method": ("maskcls.data.splits", "SPLITS"),
+    "age_head": ("maskcls.engine.kinds", "KINDS"),
 }
 CHOICES = {
     "task": [t for t in TASKS if "/" not in t],
@@ -143,6 +145,11 @@ def _check(key: str, value, default, source: str):
         raise MaskclsError(f"{source}: loss_weights must be numbers >= 0 (got {value})")
     if key == "name" and value is not None:
         check_name(value, flag_name(key, source))
+    if key == "drop_ages" and value is not None:
+        try:
+            labels.parse_ages(value)
+        except ValueError as e:
+            raise MaskclsError(f"{source}: {flag_name(key, source)}: {e}") from None
     return value
 
 

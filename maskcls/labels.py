@@ -70,3 +70,18 @@ def decode(label):
 
 def _scalar(x) -> bool:
     return np.ndim(x) == 0
+
+
+def parse_ages(text: str | None) -> set[int]:
+    """'27-29,57-59' -> {27, 28, 29, 57, 58, 59}; single ages too ('60'); None or '' -> empty."""
+    if isinstance(text, list | tuple):  # a JSON config may list them: [27, 28, "57-59"]
+        text = ",".join(map(str, text))
+    ages: set[int] = set()
+    for part in (text or "").replace(" ", "").split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        if not lo.isdigit() or (hi and not hi.isdigit()) or int(hi or lo) < int(lo):
+            raise ValueError(f"{part!r} is not an age or a range like 27-29")
+        ages.update(range(int(lo), int(hi or lo) + 1))
+    return ages

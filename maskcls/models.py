@@ -19,20 +19,30 @@ from maskcls.heads import label_map as label_map_of
 
 
 class Classifier(nn.Module):
-    """Backbone features -> one linear layer per head ({name: number of logits})."""
+    """Backbone features -> one linear layer per head ({name: number of logits}).
 
-    def __init__(self, backbone: nn.Module, heads: dict[str, int], mean, std, width: int, drop: float = 0.0):
+    age_gate: the age head reads the features gated by the gender head's embedding (the expected
+    row of a learnt gender x feature table under the gender probabilities, through a sigmoid), so
+    one age layer serves both genders' ageing cues; 2 x width extra parameters.
+    """
+
+    def __init__(self, backbone: nn.Module, heads: dict[str, int], mean, std, width: int, drop: float = 0.0,
+                 age_gate: bool = False):  # fmt: skip
         super().__init__()
         self.backbone = backbone
         self.drop = nn.Dropout(drop)
         self.heads = nn.ModuleDict({name: nn.Linear(width, n) for name, n in heads.items()})
+        self.gate = nn.Parameter(torch.zeros(heads["gender"], width)) if age_gate else None
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0, persistent=False)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         x = (x.float() - self.mean) / self.std
         f = self.drop(self.backbone(x))
-        return {name: head(f) for name, head in self.heads.items()}
+        out = {name: head(f) for name, head in self.heads.items() if not (name == "age" and self.gate is not None)}
+        if self.gate is not None:
+            out["age"] = self.heads["age"](f * torch.sigmoid(out["gender"].float().softmax(1) @ self.gate))
+        return out
 
 
 @torch.no_grad()
@@ -100,7 +110,10 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
     except (RuntimeError, AssertionError) as e:  # e.g. a ViT whose patch size does not divide --img-size
         raise MaskclsError(f"--img-size {cfg.img_size}: {cfg.backbone} cannot take it ({_first_line(e)})") from None
     mean, std = dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225))
-    model = Classifier(backbone, heads, mean, std, width)
+    gate = bool(cfg.get("age_gate"))
+    if gate and not {"age", "gender"} <= set(heads):
+        raise MaskclsError("--age-gate conditions the age head on the gender head: train-joint with --head multi only")
+    model = Classifier(backbone, heads, mean, std, width, age_gate=gate)
     if ckpt is not None:
         load_weights(model, ckpt, weights, cfg.backbone)
     return model

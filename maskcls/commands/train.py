@@ -62,7 +62,25 @@ def make_train_command(task: str):
         head: Annotated[
             str | None,
             typer.Option(
-                help="train-joint only: 'multi' (3 heads) or 'flat18' (one 18-way head).", rich_help_panel=MODEL
+                help="train-joint: 'multi' (3 heads) or 'flat18' (one 18-way head); train-age: the age head's "
+                "kind, as --age-head.",
+                rich_help_panel=MODEL,
+            ),
+        ] = None,
+        age_head: Annotated[
+            str | None,
+            typer.Option(
+                help="Age head: classify (3 groups), ordinal (CORN over ages 11..90) or regression (years, "
+                "Huber loss); all give the 3 group probabilities, ordinal/regression also the MAE.",
+                rich_help_panel=MODEL,
+            ),
+        ] = None,
+        age_gate: Annotated[
+            bool | None,
+            typer.Option(
+                "--age-gate/--no-age-gate",
+                help="train-joint: condition the age head on the gender head's embedding.",
+                rich_help_panel=MODEL,
             ),
         ] = None,
         img_size: Annotated[
@@ -82,6 +100,22 @@ def make_train_command(task: str):
             Path | None,
             typer.Option(
                 help="Pseudo-label CSV from `maskcls pseudo-label`: trains, never validates.", rich_help_panel=DATA
+            ),
+        ] = None,
+        external: Annotated[
+            Path | None,
+            typer.Option(
+                help="Face photos of known age and gender (a UTKFace-named folder or a CSV path,age,gender): "
+                "train the age and gender heads, never validate.",
+                rich_help_panel=DATA,
+            ),
+        ] = None,
+        drop_ages: Annotated[
+            str | None,
+            typer.Option(
+                help="Ages (in years) that do not train, e.g. 27-29,57-59 (noisy labels near the cut-offs); "
+                "they still validate.",
+                rich_help_panel=DATA,
             ),
         ] = None,
         mixup: Annotated[float | None, typer.Option(help="MixUp alpha (0 = off).", rich_help_panel=DATA)] = None,
@@ -201,6 +235,10 @@ def make_train_command(task: str):
         flags["folds"] = None if n_folds == "all" else n_folds
         if n_folds == "all":
             flags["fold"] = "all"
+        if task == "age" and head is not None:  # train-age --head ordinal: the age head's kind
+            if age_head is not None:
+                raise typer.BadParameter("give the age head's kind once: --head or --age-head", param_hint="--head")
+            flags["age_head"], flags["head"] = head, None
         sets = parse_set(set_ or [])
         if resume is not None:
             if config is not None:

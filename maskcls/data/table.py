@@ -1,6 +1,9 @@
-"""The training table: the scanned train index plus rows from elsewhere (pseudo-labelled eval images).
+"""The training table: the scanned train index plus rows from elsewhere — pseudo-labelled eval
+images (`extra`) and external faces of known age and gender (`external`, data/external.py).
 
-Extra rows train but never validate: they carry `pseudo=True`, and the trainer gives them fold -1.
+Those rows train but never validate: they carry `train_only=True`, and the trainer gives them
+fold -1. `balance` is the label the class-balanced sampler draws by (the 18-class label; for
+external faces, whose mask is unknown, their own gender x age groups).
 """
 
 from __future__ import annotations
@@ -8,23 +11,35 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from rich.console import Console
 
 from maskcls import labels
+from maskcls.data.external import frame_external, scan_external
 from maskcls.data.index import read_csv, scan_train
 from maskcls.errors import MaskclsError
 
 PSEUDO_COLUMNS = ["ImageID", "path", "mask", "gender", "age", "class", "confidence", "age_upper"]
 
 
-def load_table(cfg) -> pd.DataFrame:
-    """Train index (cfg.data) plus cfg.extra's pseudo-labelled rows, marked by a `pseudo` column."""
-    table = scan_train(cfg.data, cfg.age_upper).table
-    table["pseudo"] = False
+def load_table(cfg, console=None) -> pd.DataFrame:
+    """Train index (cfg.data) plus cfg.extra's pseudo rows and cfg.external's faces (re-framed into cfg.out)."""
+    parts = [scan_train(cfg.data, cfg.age_upper).table.assign(pseudo=False, external=False)]
     if cfg.extra:
-        extra = load_pseudo(cfg.extra, cfg.age_upper)
-        extra["pseudo"] = True
-        table = pd.concat([table, extra], ignore_index=True)
+        parts.append(load_pseudo(cfg.extra, cfg.age_upper).assign(pseudo=True, external=False))
+    if cfg.external:
+        if cfg.task == "mask":
+            raise MaskclsError("--external faces teach age and gender; train-mask has neither head")
+        ext = scan_external(cfg.external, cfg.age_upper)
+        parts.append(frame_external(ext, cfg.data, cfg.out, console or Console()).assign(pseudo=False, external=True))
+    table = pd.concat(parts, ignore_index=True)
+    table["train_only"] = table["pseudo"] | table["external"]
+    table["balance"] = table["balance"].fillna(table["class"]).astype(int) if "balance" in table else table["class"]
     return table
+
+
+def drop_ages(table: pd.DataFrame, ages: set[int]) -> pd.DataFrame:
+    """The rows whose age in years is not in `ages` (rows of unknown age, -1, stay)."""
+    return table[~table["age_years"].isin(ages)] if ages else table
 
 
 def load_pseudo(path: str | Path, age_upper: int) -> pd.DataFrame:

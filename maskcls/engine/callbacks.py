@@ -29,6 +29,7 @@ class ConsoleCallback(Callback):
     def on_epoch_end(self, fold, row):
         self.rows.append(row)
         heads = " ".join(f"{k[:-3]} {v:.3f}" for k, v in row.items() if k.endswith("_f1") and k != "class_f1")
+        heads += "".join(f", {k[:-4]} MAE {v:.2f} y" for k, v in row.items() if k.endswith("_mae"))
         best = " [green]*best[/]" if row["best"] else ""
         self.console.print(
             f"  epoch {row['epoch'] + 1:>3}  loss {row['train_loss']:.4f}  f1 {row['score']:.4f}  ({heads})"
@@ -40,9 +41,10 @@ class ConsoleCallback(Callback):
         t.add_column("head")
         t.add_column("macro-F1", justify="right")
         t.add_column("accuracy", justify="right")
+        t.add_column("MAE (years)", justify="right")
         for head, m in summary["metrics"].items():
             if isinstance(m, dict):
-                t.add_row(head, f"{m['f1']:.4f}", f"{m['acc']:.4f}")
+                t.add_row(head, f"{m['f1']:.4f}", f"{m['acc']:.4f}", f"{m['mae']:.2f}" if "mae" in m else "")
         self.console.print(t)
 
 

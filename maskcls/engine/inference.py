@@ -14,7 +14,10 @@ def autocast(device: torch.device, enabled: bool):
 @torch.no_grad()
 def infer(model, loader: DataLoader, device: torch.device, kinds: dict, amp: bool = False, tta: bool = False,
           progress=None):  # fmt: skip
-    """{head: (N, classes) float32 probabilities} in loader order; kinds (engine/kinds.py) turn logits into them."""
+    """{head: (N, classes) float32 probabilities} in loader order; kinds (engine/kinds.py) turn logits into them.
+
+    A kind that knows years (ordinal, regression) also gives "<head>_cum": (N, len(AGES)) P(age >= a).
+    """
     model.eval()
     chunks: dict[str, list[np.ndarray]] = {}
     channels_last = device.type == "cuda"
@@ -23,12 +26,21 @@ def infer(model, loader: DataLoader, device: torch.device, kinds: dict, amp: boo
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(device, amp):
-            out = {k: kinds[k].probs(v) for k, v in model(x).items()}
+            out = outputs(model(x), kinds)
             if tta:  # faces are left-right symmetric for every label here
-                flipped = model(torch.flip(x, dims=[3]))
-                out = {k: (v + kinds[k].probs(flipped[k])) / 2 for k, v in out.items()}
+                flipped = outputs(model(torch.flip(x, dims=[3])), kinds)
+                out = {k: (v + flipped[k]) / 2 for k, v in out.items()}
         for k, v in out.items():
             chunks.setdefault(k, []).append(v.cpu().numpy())
         if progress is not None:
             progress(len(x))
     return {k: np.concatenate(v) for k, v in chunks.items()}
+
+
+def outputs(logits: dict, kinds: dict) -> dict:
+    out = {}
+    for head, v in logits.items():
+        out[head] = kinds[head].probs(v)
+        if hasattr(kinds[head], "cumulative"):
+            out[f"{head}_cum"] = kinds[head].cumulative(v)
+    return out

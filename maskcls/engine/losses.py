@@ -49,7 +49,14 @@ class CrossEntropy:
         return uniform_smoothing(labels, self.eps, num_classes)
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return -(target * F.log_softmax(logits.float(), dim=1)).sum(1).mean()
+        return known_mean(-(target * F.log_softmax(logits.float(), dim=1)).sum(1), target)
+
+
+def known_mean(per_row: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over rows with a label: an all-zero target row (unknown label, e.g. an external face's
+    mask) adds nothing; a row mixed with one keeps the weight of its known part."""
+    known = target.sum(1) > 0
+    return per_row[known].mean() if known.any() else per_row.sum() * 0.0
 
 
 class Focal(CrossEntropy):
@@ -61,7 +68,7 @@ class Focal(CrossEntropy):
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         logp = F.log_softmax(logits.float(), dim=1)
-        return -(target * (1 - logp.exp()) ** self.gamma * logp).sum(1).mean()
+        return known_mean(-(target * (1 - logp.exp()) ** self.gamma * logp).sum(1), target)
 
 
 def soft_f1(logits: torch.Tensor, target: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -78,7 +85,8 @@ class F1PlusCE(CrossEntropy):
     """Soft macro-F1 + CE: F1 alone gives weak gradients early on; the sum is what top teams used."""
 
     def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return super().__call__(logits, target) + soft_f1(logits, target)
+        known = target.sum(1) > 0
+        return super().__call__(logits, target) + soft_f1(logits[known], target[known])
 
 
 # cfg.loss -> builder(cfg, ordered). "neighbor" smooths into adjacent classes on ordered heads

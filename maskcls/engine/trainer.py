@@ -26,16 +26,17 @@ from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
 from maskcls.data.sampling import BalancedSampler, ShardSampler
 from maskcls.data.splits import apply_folds
-from maskcls.data.table import load_table
+from maskcls.data.table import drop_ages, load_table
 from maskcls.data.transforms import build_augment
 from maskcls.engine import distributed
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
-from maskcls.engine.kinds import build_heads, widths
+from maskcls.engine.kinds import AGES, build_heads, expected_age, widths
 from maskcls.engine.metrics import evaluate, plot_confusion
 from maskcls.engine.mixers import build_mixer
 from maskcls.engine.optim import build_optimizer, lr_factor
 from maskcls.errors import MaskclsError
+from maskcls.labels import parse_ages
 from maskcls.models import build_model, check_backbone, save_checkpoint
 from maskcls.runs import new_run_dir
 from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
@@ -76,8 +77,9 @@ class FoldTrainer:
             raise MaskclsError(f"--batch-size {cfg.batch_size} (global) must divide by {self.ctx.world} processes")
         self.amp = cfg.amp and self.device.type == "cuda"
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
-        self.train_df = table[table["fold"] != fold].reset_index(drop=True)
-        self.val_df = table[(table["fold"] == fold) & ~table["pseudo"]].reset_index(drop=True)
+        # --drop-ages removes training images of those ages; validation keeps every image (comparable scores)
+        self.train_df = drop_ages(table[table["fold"] != fold], parse_ages(cfg.drop_ages)).reset_index(drop=True)
+        self.val_df = table[(table["fold"] == fold) & ~table["train_only"]].reset_index(drop=True)
         if self.val_df.empty or self.train_df.empty:
             raise MaskclsError(f"fold {fold} leaves an empty train or validation set")
         seed_everything(cfg.seed, fold)  # initialisation depends on the seed and fold only
@@ -118,7 +120,7 @@ class FoldTrainer:
             self.val_idx = distributed.shard(len(ds), self.ctx)
             ds = torch.utils.data.Subset(ds, self.val_idx.tolist()) if self.ctx.active else ds
             return DataLoader(ds, batch_size=cfg.batch_size * 2, shuffle=False, **kw)
-        balance_on = "class" if len(self.heads) > 1 else next(iter(self.kinds.values())).column
+        balance_on = "balance" if len(self.heads) > 1 else next(iter(self.heads))  # group labels, never years
         self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.fold)
         drop_last = len(ds) > cfg.batch_size
         self.generator = torch.Generator()
@@ -217,7 +219,11 @@ class FoldTrainer:
         probs = infer(self.model, self.val_loader, self.device, self.kinds, self.amp)
         probs = distributed.gather(self.val_idx, probs, len(self.val_df))  # the whole fold, on every rank
         targets = {h: self.val_df[h].to_numpy() for h in [*self.heads, "class"]}
-        return probs, evaluate(probs, targets)
+        metrics = evaluate({h: probs[h] for h in self.heads}, targets)
+        for h in self.heads:  # heads that predict years: mean absolute error beside the macro-F1
+            if f"{h}_cum" in probs:
+                metrics[h]["mae"] = float(np.abs(expected_age(probs[f"{h}_cum"]) - self.val_df["age_years"]).mean())
+        return probs, metrics
 
     def fit(self) -> dict:
         self.resume()
@@ -240,7 +246,8 @@ class FoldTrainer:
                 row = {"epoch": epoch, "train_loss": train_loss, "score": metrics["score"],
                        "lr": self.opt.param_groups[0]["lr"], "seconds": time.time() - t0, "best": improved,
                        **{f"{h}_f1": m["f1"] for h, m in metrics.items() if isinstance(m, dict)},
-                       **{f"{h}_acc": m["acc"] for h, m in metrics.items() if isinstance(m, dict)}}  # fmt: skip
+                       **{f"{h}_{k}": m[k] for h, m in metrics.items() if isinstance(m, dict)
+                          for k in ("acc", "mae") if k in m}}  # fmt: skip
                 self.history.append(row)
                 patience = self.cfg.patience
                 self.finished = epoch + 1 == self.cfg.epochs or bool(patience and epoch - self.best_epoch >= patience)
@@ -263,7 +270,7 @@ class FoldTrainer:
         io.write_csv(self.dir / "oof.csv", oof_table(self.val_df, probs, self.fold))
         io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch,
                                                   "best_score": metrics["score"], "metrics": metrics})  # fmt: skip
-        preds = {head: p.argmax(1) for head, p in probs.items()}
+        preds = {head: probs[head].argmax(1) for head in self.heads}
         if "class" in metrics and "class" not in preds:  # the three heads combined: the leaderboard's view
             preds["class"] = heads.predict_classes(probs)
         for head, pred in preds.items():
@@ -272,12 +279,14 @@ class FoldTrainer:
 
 
 def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:
-    """Out-of-fold rows: path, person, labels, fold, one probability column per class of each head."""
-    out = df[["path", "person", "mask", "gender", "age", "class"]].copy()
+    """Out-of-fold rows: path, person, labels, fold, one probability column per class of each head
+    (and `age_ge_<a>` = P(age >= a) columns for a head that predicts years)."""
+    out = df[["path", "person", "mask", "gender", "age", "class", "age_years"]].copy()
     out["fold"] = fold
     for head, p in probs.items():
-        for k in range(p.shape[1]):
-            out[f"{head}_{k}"] = p[:, k]
+        names = ([f"{head[:-4]}_ge_{a}" for a in AGES.tolist()] if head.endswith("_cum")
+                 else [f"{head}_{k}" for k in range(p.shape[1])])  # fmt: skip
+        out = pd.concat([out, pd.DataFrame(p, columns=names, index=out.index)], axis=1)
     return out
 
 
@@ -291,12 +300,12 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
         backend = torch.distributed.get_backend()
         console.print(f"DistributedDataParallel: {ctx.world} processes ({backend}), global batch {cfg.batch_size} = "
                       f"{ctx.world} x {cfg.batch_size // ctx.world}")  # fmt: skip
-    real = table[~table["pseudo"]]
+    real = table[~table["train_only"]]
     folds = build_folds(cfg, real, run_dir) if ctx.main else None
     distributed.barrier()
     folds = folds if ctx.main else load_folds(run_dir / "folds.csv")
-    pseudo = table[table["pseudo"]].assign(fold=-1)  # fold -1: in every training set, never validated
-    table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), pseudo], ignore_index=True)
+    extra = table[table["train_only"]].assign(fold=-1)  # fold -1: in every training set, never validated
+    table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), extra], ignore_index=True)
     fold_ids = [int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all" else [int(cfg.fold)]
     callbacks = callbacks if callbacks is not None else [ConsoleCallback(console)]
     if cfg.wandb:
@@ -345,10 +354,17 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
     # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
     check_backbone(cfg.backbone)
-    table = load_table(cfg)
+    table = load_table(cfg, console)
     if cfg.extra:
         console.print(f"pseudo-labelled rows from {cfg.extra}: {int(table['pseudo'].sum())} (train only)")
-    n_persons = table.loc[~table["pseudo"], "person"].nunique()
+    if cfg.external:
+        n = int(table["external"].sum())
+        console.print(f"external faces from {cfg.external}: {n} (train only; age and gender, never mask)")
+    if cfg.drop_ages:
+        ages = parse_ages(cfg.drop_ages)
+        n = int((table["age_years"].isin(ages) & ~table["train_only"]).sum())
+        console.print(f"--drop-ages {cfg.drop_ages}: {n} images of those ages train in no fold (they still validate)")
+    n_persons = table.loc[~table["train_only"], "person"].nunique()
     if cfg.folds > n_persons:
         raise MaskclsError(f"--folds {cfg.folds} is more than the {n_persons} persons in {cfg.data}")
     ctx = distributed.setup(cfg.device)

@@ -26,6 +26,7 @@ from maskcls.engine.kinds import build_heads
 from maskcls.errors import MaskclsError
 from maskcls.heads import marginals
 from maskcls.models import load_for_inference
+from maskcls.post.tune import apply_tuned, load_tuned
 from maskcls.runs import fold_checkpoints
 from maskcls.runtime import auto_workers, resolve_device
 
@@ -48,14 +49,19 @@ def cache_for(ckpt_path: Path, cache_dir: Path | None) -> Path | None:
     """
     if cache_dir is not None:
         return Path(cache_dir)
+    run_dir = run_dir_of(ckpt_path)
+    return run_dir.parent / "cache" if run_dir is not None else None
+
+
+def run_dir_of(ckpt_path: Path) -> Path | None:
+    """RUN for RUN/foldK/best.pt; None for a loose checkpoint."""
     run_dir = ckpt_path.parent.parent
-    if ckpt_path.parent.name.startswith("fold") and (run_dir / "config.json").is_file():
-        return run_dir.parent / "cache"
-    return None
+    return run_dir if ckpt_path.parent.name.startswith("fold") and (run_dir / "config.json").is_file() else None
 
 
 def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_size: int = 64, device: str = "auto",
-            console: Console | None = None, cache_dir: Path | None = None) -> pd.DataFrame:  # fmt: skip
+            console: Console | None = None, cache_dir: Path | None = None, tuned: bool = True) -> pd.DataFrame:
+    """Average every checkpoint's probabilities; a run's tuned.json (tune-thresholds) applies unless tuned=False."""
     console = console or Console()
     ctx = distributed.setup(device)  # under torchrun: each rank predicts every world-th image
     console.quiet = not ctx.main
@@ -84,8 +90,11 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
             ds = FaceDataset(paths, None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
-            probs = infer(model, loader, dev, build_heads(cfg), amp=dev.type == "cuda", tta=tta,
+            choices = load_tuned(run_dir_of(ckpt_path)) if tuned else {}
+            kinds = build_heads(cfg, choices.get("age", {}).get("cutoffs"))
+            probs = infer(model, loader, dev, kinds, amp=dev.type == "cuda", tta=tta,
                           progress=lambda n, t=task: progress.update(t, advance=n))  # fmt: skip
+            probs = apply_tuned({h: p for h, p in probs.items() if h in kinds}, choices)
             probs = distributed.gather(mine, probs, len(ev))  # info.csv order, every image
             for k, v in probs.items():
                 total[k] = total.get(k, 0) + v / len(checkpoints)

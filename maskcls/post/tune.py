@@ -1,0 +1,145 @@
+"""Tuned decisions on out-of-fold predictions: age cut-offs and per-class logit biases.
+
+`tune(runs)` reads the runs' oof.csv (joined on the image path, so a mask, a gender and an age run
+tune together), and chooses what maximises the out-of-fold 18-class macro-F1 (a single head's
+macro-F1 when the runs do not cover all three heads):
+  * for an age head that predicts years (ordinal, regression): the cut-offs, i.e. the first age
+    of the middle and of the oldest group, from P(age >= a) (`age_ge_<a>` columns);
+  * for every head: an additive bias per class on the log-probabilities (macro-F1 rewards the
+    rare classes, which an argmax under-predicts).
+Each run gets RUN/tuned.json with its heads' choices; `predict` applies them unless --no-tuned.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import f1_score
+
+from maskcls import io, labels
+from maskcls.data.index import read_csv
+from maskcls.errors import MaskclsError
+from maskcls.heads import FACTORS, HEADS
+
+TUNED = "tuned.json"
+BIASES = np.round(np.arange(-2.0, 2.01, 0.25), 2)  # candidate biases (log-probability units)
+ROUNDS = 2  # coordinate-ascent sweeps over every class of every head
+
+
+def group_probs(cum: np.ndarray, first_age: int, cutoffs) -> np.ndarray:
+    lo, hi = (cum[:, int(c) - first_age] for c in cutoffs)
+    return np.clip(np.stack([1 - lo, lo - hi, hi], axis=1), 0, None)
+
+
+def adjusted(p: np.ndarray, bias) -> np.ndarray:
+    """Probabilities with the bias added to their logs, renormalised: argmax = argmax(log p + bias)."""
+    z = np.log(np.clip(p, 1e-12, None)) + np.asarray(bias)
+    z = np.exp(z - z.max(1, keepdims=True))
+    return z / z.sum(1, keepdims=True)
+
+
+def _score(probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> float:
+    if "class" in probs or set(FACTORS) <= set(probs):
+        pred = probs["class"].argmax(1) if "class" in probs else labels.encode(*(probs[h].argmax(1) for h in FACTORS))
+        truth = y["class"]
+    else:
+        [head] = probs
+        pred, truth = probs[head].argmax(1), y[head]
+    return float(f1_score(truth, pred, average="macro", labels=np.unique(truth), zero_division=0))
+
+
+def _read_oof(run: Path) -> tuple[pd.DataFrame, dict]:
+    path, cfg_path = run / "oof.csv", run / "config.json"
+    if not cfg_path.is_file():
+        raise MaskclsError(f"{run}: not a run directory (no config.json)")
+    return read_csv(path, ["path", "class"]), json.loads(cfg_path.read_text())
+
+
+def tune(runs: list[Path]) -> dict:
+    """Choices per run ({run: {head: {"bias": [...], "cutoffs": [c1, c2]?}}}) and the OOF scores."""
+    frames, owner, cumulative, cfgs = [], {}, {}, {}
+    for run in runs:
+        df, cfg = _read_oof(Path(run))
+        cfgs[str(run)] = cfg
+        heads = [h for h in HEADS if f"{h}_0" in df.columns and h not in owner]
+        if not heads:
+            raise MaskclsError(f"{run}/oof.csv: no head the other runs do not already give")
+        for h in heads:
+            owner[h] = str(run)
+        ge = sorted((c for c in df.columns if c.startswith("age_ge_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+        if "age" in heads and ge:
+            cumulative = {"first": int(ge[0].rsplit("_", 1)[1]), "cols": ge, "upper": cfg["age_upper"]}
+        keep = ["path", *[c for h in heads for c in HEADS[h].columns()], *(ge if "age" in heads else [])]
+        truth = [c for c in ("mask", "gender", "age", "class") if c in df.columns and not frames]
+        frames.append(df[[*dict.fromkeys(truth + keep)]])
+    oof = frames[0]
+    for f in frames[1:]:
+        oof = oof.merge(f, on="path", how="inner")
+    if oof.empty:
+        raise MaskclsError("the runs' oof.csv share no image: trained on other data?")
+    uppers = {c["age_upper"] for c in cfgs.values()}
+    if len(uppers) > 1:
+        raise MaskclsError(f"the runs use different age thresholds {sorted(uppers)}")
+    y = {h: oof[h].to_numpy() for h in ("mask", "gender", "age", "class") if h in oof}
+    probs = {h: oof[HEADS[h].columns()].to_numpy(np.float64) for h in owner}
+    before = _score(probs, y)
+
+    cutoffs = None
+    if cumulative:  # the age cut-offs first: they decide the age probabilities the biases then shift
+        cum = oof[cumulative["cols"]].to_numpy(np.float64)
+        first, upper = cumulative["first"], cumulative["upper"]
+        last = first + cum.shape[1] - 1
+        best = (-1.0, None)
+        for c1 in range(max(first + 1, labels.AGE_LOWER - 5), labels.AGE_LOWER + 6):
+            for c2 in range(max(c1 + 1, upper - 8), min(last, upper + 5) + 1):
+                s = _score({**probs, "age": group_probs(cum, first, (c1, c2))}, y)
+                best = max(best, (s, (c1, c2)), key=lambda t: t[0])
+        cutoffs = best[1]
+        probs["age"] = group_probs(cum, first, cutoffs)
+
+    bias = {h: np.zeros(p.shape[1]) for h, p in probs.items()}
+    score = _score(probs, y)
+    for _ in range(ROUNDS):
+        for h in probs:
+            for k in range(len(bias[h])):
+                for b in BIASES:
+                    trial = bias[h].copy()
+                    trial[k] = b
+                    s = _score({**probs, h: adjusted(probs[h], trial)}, y)
+                    if s > score + 1e-9:
+                        score, bias[h] = s, trial
+    choices: dict[str, dict] = {str(r): {} for r in runs}
+    for h, run in owner.items():
+        choices[run][h] = {"bias": bias[h].round(2).tolist()}
+        if h == "age" and cutoffs is not None:
+            choices[run][h]["cutoffs"] = list(cutoffs)
+    return {"choices": choices, "oof_f1_before": before, "oof_f1_after": score, "images": len(oof),
+            "scored_on": "18 classes" if len(probs) > 1 or "class" in probs else next(iter(probs))}  # fmt: skip
+
+
+def write_tuned(result: dict) -> list[Path]:
+    written = []
+    for run, heads in result["choices"].items():
+        record = {"heads": heads, "oof_f1_before": result["oof_f1_before"], "oof_f1_after": result["oof_f1_after"],
+                  "scored_on": result["scored_on"], "tuned_with": sorted(result["choices"])}  # fmt: skip
+        written.append(io.write_json(Path(run) / TUNED, record))
+    return written
+
+
+def load_tuned(run_dir: Path | None) -> dict:
+    """{head: {"bias": [...], "cutoffs": [...]}} of a run, or {} when it has none."""
+    if run_dir is None or not (run_dir / TUNED).is_file():
+        return {}
+    try:
+        heads = json.loads((run_dir / TUNED).read_text())["heads"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise MaskclsError(f"{run_dir / TUNED}: not a tune-thresholds file (rerun maskcls tune-thresholds)") from None
+    return heads
+
+
+def apply_tuned(probs: dict[str, np.ndarray], tuned: dict) -> dict[str, np.ndarray]:
+    """Biases on the heads' probabilities (the cut-offs are applied when the kinds are built)."""
+    return {h: adjusted(p, tuned[h]["bias"]) if h in tuned and h in HEADS else p for h, p in probs.items()}
