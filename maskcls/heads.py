@@ -1,12 +1,13 @@
 """The heads, declared once. Everything that names a head or its classes derives from here.
 
-A head has a name (also the index column it learns and the prefix of its probability columns,
-`age_0..age_2`), class names (the age names follow `age_upper`: "30-57 / >=58" at 58) and a
-kind: how its logits become class probabilities and which loss trains them (the kinds live in
-`maskcls/engine/kinds.py`; here only their names). A task is a list of heads.
+A head has a name (also the index column of its label and the prefix of its probability
+columns, `age_0..age_2`) and class names (the age names follow `age_upper`: "30-57 / >=58" at
+58). How a head learns and turns logits into probabilities is its kind (`engine/kinds.py`:
+classify for every head; the age head can also be ordinal or regression, `age_head`). A task is
+a list of heads.
 
-Adding a head kind: a class in engine/kinds.py, its name in KINDS below, and (if it needs
-one) a config key in args.json. Adding a head: one entry in HEADS.
+Adding a head kind: a class and its KINDS entry in engine/kinds.py (the `age_head` choices are
+that registry's keys; regression was exactly that). Adding a head: one entry in HEADS.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import numpy as np
 from maskcls import labels
 
 FACTORS = ("mask", "gender", "age")  # the three heads whose product is the 18 contest classes
-KINDS = ("classify",)  # head kinds; engine/kinds.py implements each
 
 
 @dataclass(frozen=True)
