@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from maskcls import config
-from maskcls.data.external import reframe, scan_external, target_framing
+from maskcls.data.external import SOURCE_FACE, reframe, scan_external, target_framing
 from maskcls.engine.kinds import AGES, Ordinal, Regression, build_heads
 from maskcls.heads import HEADS
 from maskcls.post.tune import tune, write_tuned
@@ -97,11 +97,16 @@ def test_reframed_faces_have_the_training_images_framing(tmp_path):
     size, face = target_framing(tmp_path)
     assert size == (256, 192) and face[0] == pytest.approx(1 / 1.4) and 0.4 < face[1] < 0.5
     assert target_framing(tmp_path / "nowhere")[1] == (0.62, 0.37)  # contest portraits
+    # two marks at +-40% of the source face-box width, on the face centre's height
     img = np.zeros((200, 200, 3), np.uint8)
-    img[int(0.44 * 200 - 82) : int(0.44 * 200 + 82), 18:182] = 255  # the face box of a tight photo
+    fw, cy = SOURCE_FACE
+    for x in (100 - 0.4 * fw * 200, 100 + 0.4 * fw * 200):
+        img[int(cy * 200) - 3 : int(cy * 200) + 3, int(x) - 3 : int(x) + 3] = 255
     out = reframe(img, size, face)
-    cols = np.flatnonzero(out[:, :, 0].mean(0) > 128)
-    assert out.shape == (256, 192, 3) and (cols[-1] - cols[0] + 1) / 192 == pytest.approx(face[0], abs=0.02)
+    ys, xs = np.nonzero(out[:, :, 0] > 128)
+    assert out.shape == (256, 192, 3)
+    assert (xs.max() - xs.min()) / 192 == pytest.approx(0.8 * face[0], abs=0.04)  # the face width the crops have
+    assert ys.mean() / 256 == pytest.approx(face[1], abs=0.02) and xs.mean() / 192 == pytest.approx(0.5, abs=0.02)
 
 
 def _external_folder(demo_data, tmp_path, n=12):

@@ -249,7 +249,7 @@ def make_train_command(task: str):
 
     command.__doc__ = (
         f"Train the {task} model on person-held-out folds; best checkpoint by validation macro-F1.\n\n"
-        f"Defaults: args.json < configs/{task}.json < --config FILE < flags. Example:\n\n"
+        f"Defaults: args.json < configs/{task}.json < --config FILE < --set KEY=VALUE < flags. Example:\n\n"
         f"[bold]maskcls train-{task} --data crops/ --backbone resnet18 --epochs 10 --folds all[/]"
     )
     return command
