@@ -1,8 +1,12 @@
-"""Configuration: args.json < configs/<task>.json < --config FILE < command-line flags.
+"""Configuration: args.json < configs/<task>.json < --config FILE < --set KEY=VALUE < flags.
 
-Every key must exist in args.json (the documented defaults); a misspelt key is an error
-with the closest matches, never silently ignored. Values are checked against the default's
-type. The resolved config is written into each run directory and each checkpoint.
+The defaults ship inside the package (maskcls/defaults/args.json and configs/<task>.json), so
+a wheel installed anywhere has them. A team's own args.json and configs/<task>.json — in the
+folder $MASKCLS_CONFIG_DIR names, else the working directory — override the packaged file of
+the same name, key by key. Every key must exist in the packaged args.json (the documented
+defaults); a misspelt key is an error with the closest matches, never silently ignored. Values
+are checked against the default's type. The resolved config is written into each run
+directory and each checkpoint; `maskcls config show` prints it with where each value came from.
 """
 
 from __future__ import annotations
@@ -10,15 +14,18 @@ from __future__ import annotations
 import difflib
 import importlib
 import json
+import os
 from pathlib import Path
 
 from maskcls import labels
 from maskcls.errors import MaskclsError
 from maskcls.heads import TASKS
 
-ROOT = Path(__file__).resolve().parent.parent  # a clone with an editable install (see README)
-ARGS_FILE = ROOT / "args.json"
-CONFIG_DIR = ROOT / "configs"
+ROOT = Path(__file__).resolve().parent.parent  # the repository, when running from a clone (tests, bench)
+PACKAGED = Path(__file__).resolve().parent / "defaults"  # args.json and configs/, inside the package
+ARGS_FILE = PACKAGED / "args.json"
+CONFIG_DIR = PACKAGED / "configs"
+OWN_DIR_ENV = "MASKCLS_CONFIG_DIR"
 
 # Keys whose value names an entry of a registry: the registry is the one list of what exists,
 # so a new loss, optimizer, schedule, augmentation preset or split is accepted where it is added.
@@ -117,12 +124,47 @@ def load_json(path: str | Path) -> dict:
     return obj
 
 
+def own_dir() -> Path:
+    """Where a team's own args.json / configs/ live: $MASKCLS_CONFIG_DIR, else the working directory."""
+    return Path(os.environ.get(OWN_DIR_ENV) or ".")
+
+
+def layers(task: str | None) -> list[Path]:
+    """The files that set defaults, lowest first: packaged args.json, own args.json, packaged preset, own preset."""
+    pairs = [(ARGS_FILE, own_dir() / "args.json")]
+    if task is not None:
+        pairs.append((task_config_path(task), own_dir() / "configs" / f"{task}.json"))
+    out = []
+    for packaged, own in pairs:
+        out.append(packaged)
+        if own.is_file() and own.resolve() != packaged.resolve():
+            out.append(own)
+    return out
+
+
 def defaults() -> Config:
-    return Config(load_json(ARGS_FILE))
+    """The packaged args.json with a team's own args.json over it."""
+    cfg = Config(load_json(ARGS_FILE))
+    own = own_dir() / "args.json"
+    if own.is_file() and own.resolve() != ARGS_FILE.resolve():
+        cfg = merge(cfg, load_json(own), str(own))
+    return cfg
 
 
 def task_config_path(task: str) -> Path:
     return CONFIG_DIR / f"{task}.json"
+
+
+def config_file_path(name: str | Path) -> Path:
+    """--config FILE, or the name of a preset (`--config contest-recipe`): own configs/ first, then packaged."""
+    path = Path(name)
+    if path.is_file() or path.suffix == ".json" or len(path.parts) > 1:
+        return path
+    for folder in (own_dir() / "configs", CONFIG_DIR):
+        if (folder / f"{name}.json").is_file():
+            return folder / f"{name}.json"
+    presets = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+    raise MaskclsError(f"--config {name}: no such file, nor a preset (presets: {', '.join(presets)})")
 
 
 def merge(base: Config, update: dict, source: str) -> Config:
@@ -197,21 +239,28 @@ def _check_type(key: str, value, default, source: str):
 
 
 def resolve(task: str | None = None, config_file: str | Path | None = None, flags: dict | None = None,
-            sets: dict | None = None) -> Config:  # fmt: skip
-    """Merge the layers once: defaults < task preset < config file < --set KEY=VALUE < flags (None = not given)."""
-    cfg = defaults()
-    if task is not None:
-        cfg = merge(cfg, load_json(task_config_path(task)), str(task_config_path(task)))
+            sets: dict | None = None, sources: dict | None = None) -> Config:  # fmt: skip
+    """Merge the layers once: args.json < task preset < config file < --set KEY=VALUE < flags (None = not given).
+
+    `sources`, when given, is filled with where each key's value came from.
+    """
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    both = sorted(set(given) & set(sets or {}))
+    if both:
+        raise MaskclsError(f"--set {both[0]}=... and {flag_name(both[0], 'command line')} both given: keep one")
+    files = layers(task)
+    cfg = Config(load_json(files[0]))
+    steps = [(str(f), load_json(f)) for f in files[1:]]
     if config_file is not None:
-        cfg = merge(cfg, load_json(config_file), str(config_file))
-    if sets:
-        cfg = merge(cfg, sets, "--set")
-    if flags:
-        given = {k: v for k, v in flags.items() if v is not None}
-        both = sorted(set(given) & set(sets or {}))
-        if both:
-            raise MaskclsError(f"--set {both[0]}=... and {flag_name(both[0], 'command line')} both given: keep one")
-        cfg = merge(cfg, given, "command line")
+        path = config_file_path(config_file)
+        steps.append((str(path), load_json(path)))
+    steps += [("--set", sets or {}), ("command line", given)]
+    origin = {k: str(files[0]) for k in cfg}
+    for source, update in steps:
+        cfg = merge(cfg, update, source)
+        origin.update({k: source for k in update})
+    if sources is not None:
+        sources.update(origin)
     if cfg.fold != "all" and cfg.fold >= cfg.folds:
         raise MaskclsError(f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1} or 'all')")
     if task is not None and cfg.task != task:

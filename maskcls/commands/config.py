@@ -1,0 +1,46 @@
+"""maskcls config show: the resolved settings of a train command, and where each value comes from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Inspect the settings train commands resolve.", no_args_is_help=True)
+
+
+@app.command("show")
+def show_command(
+    task: Annotated[str, typer.Option(help="The train command's task: mask, gender, age or joint.")] = "joint",
+    config: Annotated[
+        Path | None, typer.Option(help="A config file (or a preset name), as train's --config.")
+    ] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, as train's --set.")] = None,
+) -> None:
+    """Print every setting `maskcls train-TASK` would use, with its source.
+
+    Sources, lowest first: the packaged args.json, your own args.json (in $MASKCLS_CONFIG_DIR or
+    the working folder), the packaged and your own configs/TASK.json, --config, --set.
+    Example: [bold]maskcls config show --task age --set lr=0.01[/]
+    """
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskcls import config as config_mod
+    from maskcls.commands.train import parse_set
+
+    if task not in config_mod.choices("task"):
+        raise typer.BadParameter(f"must be one of {', '.join(config_mod.choices('task'))}", param_hint="--task")
+    sources: dict[str, str] = {}
+    cfg = config_mod.resolve(task, config, None, parse_set(set_ or []), sources=sources)
+    t = Table(title=f"maskcls train-{task}: resolved settings")
+    for c in ("key", "value", "from"):
+        t.add_column(c)
+    for key, value in cfg.items():
+        src = sources[key]
+        t.add_row(key, json.dumps(value), src if not src.startswith(str(config_mod.PACKAGED)) else
+                  f"(packaged) {Path(src).relative_to(config_mod.PACKAGED)}")  # fmt: skip
+    Console().print(t)
