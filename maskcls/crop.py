@@ -51,12 +51,16 @@ class CropSettings:
 
 
 def list_jobs(data: Path) -> list[CropJob]:
+    """Every image of the parts that exist: train/ and eval/, or either alone (a late test set)."""
+    has_train, has_eval = (data / "train" / "images").is_dir(), (data / "eval").exists()
+    if not (has_train or has_eval):
+        raise MaskclsError(f"{data}: neither train/images/ nor eval/ found (the contest layout)")
     jobs = []
-    train = scan_train(data).table
+    train = scan_train(data).table if has_train else pd.DataFrame({"path": [], "stem": []})
     for path, person_dir, stem in zip(train["path"], train["path"].map(lambda p: Path(p).parent.name), train["stem"],
                                       strict=True):  # fmt: skip
         jobs.append(CropJob(path, f"train/images/{person_dir}/{stem}.jpg"))
-    if (data / "eval").exists():
+    if has_eval:
         ev = scan_eval(data).table
         jobs += [CropJob(p, f"eval/images/{i}") for p, i in zip(ev["path"], ev["ImageID"], strict=True)]
     return jobs
@@ -223,3 +227,25 @@ def _report(console: Console, counts: Counter, failed: list[str]) -> None:
     console.print(t)
     if failed:
         console.print(f"[red]{len(failed)} image(s) could not be read[/], e.g. " + ", ".join(failed[:5]))
+
+
+def crop_in_memory(paths: list[str], record: dict, workers: int = 2, **detector_options) -> list[np.ndarray]:
+    """RGB crops of image files with the settings of a crop.json record (nothing is written)."""
+    settings = CropSettings(size=tuple(record["size"]), margin=record["margin"], down_shift=record["down_shift"])
+    options = {"threshold": record.get("retinaface_threshold"), "weights": record.get("retinaface_weights"),
+               **detector_options}  # fmt: skip
+    chain = create_detectors(record["detectors"], **{k: v for k, v in options.items() if v is not None})
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        images = list(pool.map(_read, paths))
+        for path, img in zip(paths, images, strict=True):
+            if img is None:
+                raise MaskclsError(f"{path}: cannot read image (unreadable or truncated)")
+        crops = []
+        for img, (_, face) in zip(images, _detect_chain(chain, images, pool), strict=True):
+            if face is None:  # no detector found one (a chain without `center`): the whole photo
+                x0, y0, x1, y1 = 0, 0, img.shape[1], img.shape[0]
+            else:
+                x0, y0, x1, y1 = crop_box(face, img.shape[1], img.shape[0], settings)
+            crops.append(cv2.resize(img[y0:y1, x0:x1], (settings.size[1], settings.size[0]),
+                                    interpolation=cv2.INTER_AREA))  # fmt: skip
+    return crops

@@ -1,8 +1,10 @@
-"""Per-image probabilities for the eval images, averaged over every fold of every run given.
+"""Per-image probabilities for the eval images (or any photos), averaged over every fold of every run given.
 
 Output CSV: ImageID, then `<head>_<k>` per class (mask_0..2, gender_0..1, age_0..2, and
 class_0..17 for an 18-way head, whose per-task marginals are added too). The column
 prefixes record the task, so ensemble and submit can check what they are combining.
+For `--images`, the decoded answer per photo follows: pred_mask, pred_gender, pred_age
+(class names) and pred_class (0..17) where the heads give it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,59 @@ def probs_table(image_ids, probs: dict[str, np.ndarray]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def image_table(images: str | Path) -> pd.DataFrame:
+    """ImageID (the file name, or the path below a folder) and path of every photo of a folder or glob."""
+    import glob
+
+    from maskcls.data.index import IMAGE_EXTS
+
+    folder = Path(images)
+    if folder.is_dir():
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))  # fmt: skip
+        ids = [str(p.relative_to(folder)) for p in files]
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(images)) if Path(p).suffix.lower() in IMAGE_EXTS)
+        ids = [p.name for p in files]
+    if not files:
+        raise MaskclsError(f"--images {images}: no .jpg/.jpeg/.png photos found")
+    return pd.DataFrame({"ImageID": ids, "path": [str(p) for p in files]})
+
+
+def decoded(table: pd.DataFrame, age_upper: int) -> pd.DataFrame:
+    """The answer per photo in words: pred_mask, pred_gender, pred_age and pred_class (0..17)."""
+    from maskcls.heads import FACTORS, HEADS, classes, predict_classes
+
+    out = table.copy()
+    probs = {h: table[HEADS[h].columns()].to_numpy() for h in HEADS if f"{h}_0" in table}
+    for h in FACTORS:
+        if h in probs:
+            out[f"pred_{h}"] = [classes(h, age_upper)[k] for k in probs[h].argmax(1)]
+    if "class" in probs or set(FACTORS) <= set(probs):
+        out["pred_class"] = predict_classes(probs)
+    return out
+
+
+def crop_source(paths: list[str], ckpt_cfg, console: Console, memo: dict):
+    """A FaceDataset source of the photos cropped as the run's training images were (its crop.json);
+    memo keeps the crops of each crop.json, so the folds of a run detect faces once."""
+    import json
+
+    import cv2
+
+    from maskcls.crop import crop_in_memory
+
+    record_path = Path(ckpt_cfg["data"] or "") / "crop.json"
+    if not record_path.is_file():
+        raise MaskclsError(f"--crop: the run trained on {ckpt_cfg['data']}, which has no crop.json (not crop output)")
+    if record_path not in memo:
+        memo[record_path] = crop_in_memory(paths, json.loads(record_path.read_text()))
+        console.print(f"cropped {len(paths)} photos with the settings of {record_path}")
+    crops = memo[record_path]
+    h, w = ckpt_cfg["img_size"]
+    return lambda i: cv2.resize(crops[i], (w, h), interpolation=cv2.INTER_AREA)
+
+
 def cache_for(ckpt_path: Path, cache_dir: Path | None) -> Path | None:
     """Where predict may cache decoded images: --cache-dir, or the training cache of a run directory.
 
@@ -59,24 +114,29 @@ def run_dir_of(ckpt_path: Path) -> Path | None:
     return run_dir if ckpt_path.parent.name.startswith("fold") and (run_dir / "config.json").is_file() else None
 
 
-def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_size: int = 64, device: str = "auto",
-            console: Console | None = None, cache_dir: Path | None = None, tuned: bool = True) -> pd.DataFrame:
-    """Average every checkpoint's probabilities; a run's tuned.json (tune-thresholds) applies unless tuned=False."""
+def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = False, batch_size: int = 64,
+            device: str = "auto", console: Console | None = None, cache_dir: Path | None = None, tuned: bool = True,
+            images: str | Path | None = None, crop: bool = False) -> pd.DataFrame:  # fmt: skip
+    """Average every checkpoint's probabilities over DATA's eval images, or the photos `images` names.
+
+    A run's tuned.json (tune-thresholds) applies unless tuned=False; crop=True crops the photos
+    first, as the run's training images were. out=None writes nothing (the table is returned).
+    """
     console = console or Console()
     ctx = distributed.setup(device)  # under torchrun: each rank predicts every world-th image
     console.quiet = not ctx.main
     dev = resolve_device(device)
     if ctx.active and dev.type == "cuda":
         dev = torch.device("cuda", ctx.local_rank)
-    ev = scan_eval(data).table
+    ev = image_table(images) if images is not None else scan_eval(data).table
     checkpoints = [c for r in runs for c in fold_checkpoints(r)]
-    if ctx.main:
+    if ctx.main and out is not None:
         io.check_writable(out)  # before the inference work, not after it
         io.clean_stale_temps(Path(out).parent)
     mine = distributed.shard(len(ev), ctx)
     paths = ev["path"].iloc[mine].tolist()
     total: dict[str, np.ndarray] = {}
-    heads_seen = None
+    heads_seen, crops = None, {}
     with Progress(console=console, transient=True) as progress:
         for ckpt_path in checkpoints:
             model, ckpt = load_for_inference(ckpt_path, dev)
@@ -84,9 +144,11 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
                 raise MaskclsError(f"{ckpt_path}: heads {ckpt['heads']} differ from the other runs' {heads_seen}")
             heads_seen = ckpt["heads"]
             cfg = ckpt["config"]  # a Config: the checkpoint's own, on today's defaults
-            source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") else None
+            source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") and images is None else None
             if cache is not None:
                 source = cached_source(cache, cfg["img_size"], paths, console)
+            if crop:
+                source = crop_source(paths, cfg, console, crops)
             ds = FaceDataset(paths, None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
@@ -102,7 +164,9 @@ def predict(runs: list[Path], data: Path, out: Path, tta: bool = False, batch_si
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     table = probs_table(ev["ImageID"], total)
-    if not ctx.main:
+    if images is not None:
+        table = decoded(table, cfg["age_upper"])
+    if not ctx.main or out is None:
         return table
     io.write_csv(out, table)
     console.print(f"wrote {out}: {len(table)} images, {len(checkpoints)} checkpoint(s), heads {', '.join(total)}"

@@ -1,0 +1,50 @@
+"""A team's day: crop a late test set alone, predict any photos, compare runs, read the pictures."""
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from tests.conftest import run_cli
+from tests.test_train import TINY
+
+
+def test_crop_works_on_an_eval_only_folder(demo_data, tmp_path, capsys):
+    late = tmp_path / "late"
+    shutil.copytree(demo_data / "eval", late / "eval")
+    code, out, err = run_cli(capsys, "crop", "--data", late, "--out", tmp_path / "crops", "--size", "64", "48",
+                             "--detectors", "center", "--workers", "1")  # fmt: skip
+    assert code == 0, err
+    info = pd.read_csv(late / "eval" / "info.csv")
+    assert all((tmp_path / "crops" / "eval" / "images" / i).is_file() for i in info["ImageID"])
+    assert (tmp_path / "crops" / "eval" / "info.csv").is_file() and not (tmp_path / "crops" / "train").exists()
+    code, _, err = run_cli(capsys, "crop", "--data", tmp_path / "empty", "--out", tmp_path / "c2")
+    assert code == 2 and "neither train/images/ nor eval/" in err
+
+
+@pytest.mark.slow
+def test_predict_any_photos_cropped_like_the_training_data(demo_data, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "crop", "--data", demo_data, "--out", tmp_path / "crops", "--size", "96", "72",
+                           "--detectors", "haar,center", "--workers", "1")  # fmt: skip
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "train-joint", "--data", tmp_path / "crops", "--out", tmp_path / "runs", *TINY,
+                           "--epochs", "2")  # fmt: skip
+    assert code == 0, err
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for i, p in enumerate(sorted((demo_data / "eval" / "images").glob("*.jpg"))[:5]):
+        shutil.copy(p, photos / ("sub" if i % 2 else "") / f"p{i}.jpg")
+    (photos / ".hidden.jpg").write_bytes(b"junk")
+    run = tmp_path / "runs" / "joint-test_resnet"
+    code, out, err = run_cli(capsys, "predict", run, "--images", photos, "--crop", "--out", tmp_path / "p.csv")
+    assert code == 0, err
+    df = pd.read_csv(tmp_path / "p.csv")
+    assert sorted(df["ImageID"]) == ["p0.jpg", "p2.jpg", "p4.jpg", "sub/p1.jpg", "sub/p3.jpg"]
+    assert {"mask_0", "pred_mask", "pred_gender", "pred_age", "pred_class"} <= set(df.columns)
+    assert df["pred_class"].between(0, 17).all() and set(df["pred_mask"]) <= {"wear", "incorrect", "not_wear"}
+    assert "cropped 5 photos" in out
+    code, out, err = run_cli(capsys, "predict", run, "--images", str(photos / "*.jpg"), "--out", "-")
+    assert code == 0, err
+    assert "p0.jpg" in out and "p4.jpg" in out and "p1.jpg" not in out  # the glob's photos, as a table
+    code, _, err = run_cli(capsys, "predict", run, "--images", photos, "--data", demo_data, "--out", "-")
+    assert code == 2 and "one of them" in err
