@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from maskcls.commands import cache, crop, eda, make_demo, predict, submit, train
+from maskcls.commands import cache, crop, eda, make_demo, predict, runs, submit, train
 from maskcls.commands import config as config_cmd
 from maskcls.errors import MaskclsError
 
@@ -32,10 +32,12 @@ for _task in ("mask", "gender", "age", "joint"):
     app.command(f"train-{_task}", rich_help_panel="Train")(train.make_train_command(_task))
 app.command("tune-thresholds", rich_help_panel="Predict and submit")(predict.tune_thresholds_command)
 app.command("predict", rich_help_panel="Predict and submit")(predict.predict_command)
+app.command("runs", rich_help_panel="Train")(runs.runs_command)
 app.add_typer(config_cmd.app, name="config", rich_help_panel="Settings")
 app.command("ensemble", rich_help_panel="Predict and submit")(submit.ensemble_command)
 app.command("pseudo-label", rich_help_panel="Predict and submit")(submit.pseudo_label_command)
 app.command("submit", rich_help_panel="Predict and submit")(submit.submit_command)
+app.command("score", rich_help_panel="Predict and submit")(submit.score_command)
 
 
 def join_img_size(argv: list[str]) -> list[str]:

@@ -145,17 +145,22 @@ def plots(index: TrainIndex, out: str | Path, age_upper: int, per_class: int = 4
     written.append(_save(fig, out / "class_bars.png"))
 
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(labels.NUM_CLASSES, per_class, figsize=(per_class * 1.3, labels.NUM_CLASSES * 1.6))
+    size = (per_class * 1.5 + 2.2, labels.NUM_CLASSES * 1.9)
+    fig, axes = plt.subplots(labels.NUM_CLASSES, per_class + 1, figsize=size,
+                             gridspec_kw={"width_ratios": [1.6] + [1] * per_class})  # fmt: skip
     for c in range(labels.NUM_CLASSES):
-        paths = t.loc[t["class"] == c, "path"].to_numpy()
-        pick = rng.choice(paths, size=min(per_class, len(paths)), replace=False) if len(paths) else []
+        rows = t[t["class"] == c]
+        pick = rows.iloc[rng.choice(len(rows), size=min(per_class, len(rows)), replace=False)] if len(rows) else rows
+        axes[c, 0].axis("off")
+        axes[c, 0].text(0, 0.5, f"{c}: {class_names(age_upper)[c]}\n{len(rows)} images", fontsize=9, va="center")
         for k in range(per_class):
-            ax = axes[c, k]
+            ax = axes[c, k + 1]
             ax.axis("off")
             if k < len(pick):
-                with Image.open(pick[k]) as im:
+                row = pick.iloc[k]
+                with Image.open(row["path"]) as im:
                     ax.imshow(im.convert("RGB").resize((96, 128)))
-        axes[c, 0].set_title(f"{c}: {class_names(age_upper)[c]}", fontsize=6, loc="left")
+                ax.set_title(f"{row['person'][:10]}, {row['age_years']} y", fontsize=7)  # who, and how old
     written.append(_save(fig, out / "samples.png"))
     return written
 

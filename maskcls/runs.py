@@ -7,7 +7,11 @@ Layout of a run (one experiment; every fold it trains is a sub-folder):
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
+
+import pandas as pd
 
 from maskcls.errors import MaskclsError
 
@@ -36,3 +40,44 @@ def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
     if not found:
         raise MaskclsError(f"{run_dir}: no fold*/{which} found (is this a maskcls run directory?)")
     return found
+
+
+SCORE_HEADS = ("class", "mask", "gender", "age")
+
+
+def run_summary(run_dir: Path) -> dict:
+    """One row for `maskcls runs`: settings, mean best validation scores over the trained folds, time, date."""
+    cfg = json.loads((run_dir / "config.json").read_text())
+    metrics = []
+    seconds = 0.0
+    for fold_dir in sorted(run_dir.glob("fold*")):
+        if (fold_dir / "metrics.json").is_file():
+            metrics.append(json.loads((fold_dir / "metrics.json").read_text())["metrics"])
+        if (fold_dir / "history.csv").is_file():
+            seconds += float(pd.read_csv(fold_dir / "history.csv")["seconds"].sum())
+    head = cfg["task"] if cfg["task"] != "joint" else ("joint/flat18" if cfg.get("head") == "flat18" else "joint")
+    row = {"run": str(run_dir), "task": head, "backbone": cfg["backbone"], "size": "x".join(map(str, cfg["img_size"])),
+           "epochs": cfg["epochs"], "folds": f"{len(metrics)}/{cfg['folds']}"}  # fmt: skip
+    for h in SCORE_HEADS:
+        values = [m[h]["f1"] for m in metrics if isinstance(m.get(h), dict)]
+        row[f"{h}_f1"] = round(sum(values) / len(values), 4) if values else None
+    maes = [m["age"]["mae"] for m in metrics if isinstance(m.get("age"), dict) and "mae" in m["age"]]
+    row["age_mae"] = round(sum(maes) / len(maes), 2) if maes else None
+    row["minutes"] = round(seconds / 60, 1)
+    row["date"] = time.strftime("%Y-%m-%d %H:%M", time.localtime((run_dir / "config.json").stat().st_mtime))
+    return row
+
+
+def run_table(root: str | Path) -> pd.DataFrame:
+    """Every run directory below root, with `best` marking the highest-scoring run of each task."""
+    root = Path(root)
+    if not root.is_dir():
+        raise MaskclsError(f"{root}: directory not found")
+    dirs = sorted({p.parent for p in root.rglob("config.json") if any(p.parent.glob("fold*"))})
+    table = pd.DataFrame([run_summary(d) for d in dirs])
+    if table.empty:
+        return table
+    # what a run is judged by: the 18-class F1 where the run has it, else its own head's
+    table["score"] = table["class_f1"].fillna(table[["mask_f1", "gender_f1", "age_f1"]].max(axis=1))
+    table["best"] = table["score"].eq(table.groupby("task")["score"].transform("max")) & table["score"].notna()
+    return table

@@ -48,3 +48,33 @@ def test_predict_any_photos_cropped_like_the_training_data(demo_data, tmp_path, 
     assert "p0.jpg" in out and "p4.jpg" in out and "p1.jpg" not in out  # the glob's photos, as a table
     code, _, err = run_cli(capsys, "predict", run, "--images", photos, "--data", demo_data, "--out", "-")
     assert code == 2 and "one of them" in err
+
+
+@pytest.mark.slow
+def test_runs_table_curves_and_score_of_a_run(demo_data, tmp_path, capsys):
+    from PIL import Image
+
+    for lr in ("0.003", "0.0001"):
+        code, _, err = run_cli(capsys, "train-joint", "--data", demo_data, "--out", tmp_path / "runs", *TINY,
+                               "--epochs", "3", "--lr", lr, "--name", f"lr{lr}")  # fmt: skip
+        assert code == 0, err
+    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, "--out", tmp_path / "runs" / "age", *TINY,
+                           "--epochs", "1", "--age-head", "regression")  # fmt: skip
+    assert code == 0, err
+    code, out, err = run_cli(capsys, "runs", tmp_path / "runs", "--csv", tmp_path / "runs.csv")
+    assert code == 0, err
+    table = pd.read_csv(tmp_path / "runs.csv")
+    assert len(table) == 3 and set(table["task"]) == {"joint", "age"}
+    joint = table[table["task"] == "joint"].set_index("run")
+    best = joint["class_f1"].idxmax()
+    assert joint.loc[best, "best"] and not joint.drop(best)["best"].any()  # one best per task
+    assert table.loc[table["task"] == "age", "age_mae"].notna().all() and table["epochs"].tolist()
+    assert "* " in out and "lr0.003" in out
+    run = tmp_path / "runs" / "lr0.003"
+    for png in (run / "curves.png", run / "fold0" / "curves.png", run / "fold0" / "confusion_class.png"):
+        assert Image.open(png).size[0] > 600
+    code, out, err = run_cli(capsys, "score", run)
+    assert code == 0, err
+    assert "per-class F1" in out and "local score: macro-F1" in out and (run / "score-f1.png").is_file()
+    code, _, err = run_cli(capsys, "score", tmp_path / "runs" / "age" / "age-test_resnet")
+    assert code == 2 and "18 classes need mask, gender and age" in err

@@ -64,6 +64,8 @@ def test_submit_writes_a_valid_csv_in_info_order_and_scores_it(demo_data, preds,
     )
     assert sub["ans"].tolist() == expected.tolist()
     assert "local score: macro-F1" in text and "predicted classes" in text
+    assert "per-class F1" in text and "not_wear/female/>=60" in text  # the table of the 18 classes' F1
+    assert sub_path.with_name(sub_path.stem + "-f1.png").is_file()  # and its bar chart, beside the submission
 
 
 @pytest.mark.parametrize(

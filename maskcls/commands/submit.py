@@ -93,3 +93,16 @@ def pseudo_label_command(
     df = pseudo_label(_sources(mask, gender, age, joint), data, threshold, age_upper)
     write_pseudo(df, out)
     Console().print(f"wrote {out}: {len(df)} confident images (threshold {threshold})")
+
+
+def score_command(
+    run: Annotated[Path, typer.Argument(help="A run directory (its oof.csv: the out-of-fold predictions).",
+                                        exists=True, file_okay=False)],  # fmt: skip
+) -> None:
+    """Score a run's out-of-fold predictions like a submission: per-class F1 table and bar chart.
+
+    Example: [bold]maskcls score runs/joint-resnet18[/]  (writes RUN/score-f1.png)
+    """
+    from maskcls.post.submit import score_run
+
+    score_run(run)

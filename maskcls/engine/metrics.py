@@ -1,11 +1,9 @@
-"""Validation metrics: macro-F1 (the leaderboard metric), accuracy, per-class F1, confusion matrices."""
+"""Validation metrics: macro-F1 (the leaderboard metric), accuracy, per-class F1 (pictures: maskcls/plots.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score
+from sklearn.metrics import f1_score
 
 from maskcls import labels
 from maskcls.heads import FACTORS, predict_classes
@@ -34,29 +32,3 @@ def evaluate(probs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> di
     else:
         out["score"] = out[next(iter(probs))]["f1"]
     return out
-
-
-def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from maskcls import io
-
-    cm = confusion_matrix(y_true, y_pred, labels=list(range(len(names))))
-    size = 3 + 0.45 * len(names)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(names)), names, rotation=70, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=6,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")  # fmt: skip
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.tight_layout()
-    io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
-    plt.close(fig)
-    return path

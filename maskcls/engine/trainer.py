@@ -32,12 +32,13 @@ from maskcls.engine import distributed
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
 from maskcls.engine.kinds import AGES, build_heads, expected_age, widths
-from maskcls.engine.metrics import evaluate, plot_confusion
+from maskcls.engine.metrics import evaluate
 from maskcls.engine.mixers import build_mixer
 from maskcls.engine.optim import build_optimizer, lr_factor
 from maskcls.errors import MaskclsError
 from maskcls.labels import parse_ages
 from maskcls.models import build_model, check_backbone, save_checkpoint
+from maskcls.plots import plot_confusion, plot_curves
 from maskcls.runs import new_run_dir
 from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
 
@@ -256,6 +257,8 @@ class FoldTrainer:
                 if self.ctx.main:
                     save_checkpoint(self.dir / "last.pt", self.model, self.cfg, self.heads, **self._state(epoch))
                     io.write_csv(self.dir / "history.csv", pd.DataFrame(self.history))
+                    plot_curves({self.fold: pd.DataFrame(self.history)}, self.dir / "curves.png",
+                                f"{self.dir.parent.name} fold {self.fold}")  # fmt: skip
                 for cb in self.callbacks:
                     cb.on_epoch_end(self.fold, row)
         distributed.barrier()  # rank 0 has written metrics.json
@@ -274,7 +277,8 @@ class FoldTrainer:
         if "class" in metrics and "class" not in preds:  # the three heads combined: the leaderboard's view
             preds["class"] = heads.predict_classes(probs)
         for head, pred in preds.items():
-            names, title = heads.classes(head, self.cfg.age_upper), f"fold {self.fold} {head}, epoch {epoch + 1}"
+            names = heads.classes(head, self.cfg.age_upper)
+            title = f"fold {self.fold} {head}, epoch {epoch + 1}: macro-F1 {metrics[head]['f1']:.3f}"
             plot_confusion(self.val_df[head].to_numpy(), pred, names, self.dir / f"confusion_{head}.png", title)
 
 
@@ -391,6 +395,8 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         return run_dir
     oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in fold_ids], ignore_index=True)
     io.write_csv(run_dir / "oof.csv", oof)
+    histories = {k: pd.read_csv(run_dir / f"fold{k}" / "history.csv") for k in fold_ids}
+    plot_curves(histories, run_dir / "curves.png", f"{run_dir.name}: {cfg.task} {cfg.backbone} {cfg.img_size}")
     io.write_json(run_dir / "summary.json", {"folds": [int(k) for k in fold_ids],
                   "scores": [s["best_score"] for s in summaries],
                   "mean_score": float(np.mean([s["best_score"] for s in summaries]))})  # fmt: skip

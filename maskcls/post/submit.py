@@ -102,8 +102,45 @@ def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | 
     metrics = None
     if answers is not None:
         metrics = score(sub, key)
-        console.print(
-            f"local score: macro-F1 {metrics['class']['f1']:.4f}  accuracy {metrics['class']['acc']:.4f}  "
-            + "  ".join(f"{t} F1 {metrics[t]['f1']:.4f}" for t in FACTORS)
-        )
+        report(metrics, key["ans"].to_numpy(), age_upper, path.with_name(path.stem + "-f1.png"), console,
+               f"{path.name} vs {Path(answers).name}")  # fmt: skip
     return path, metrics
+
+
+def report(metrics: dict, y: np.ndarray, age_upper: int, png: Path, console: Console, title: str) -> None:
+    """The per-class F1 table (the 18 classes: support, F1) and its bar chart, then the headline numbers."""
+    from maskcls.plots import plot_per_class_f1
+
+    names, support = class_names(age_upper), np.bincount(y, minlength=labels.NUM_CLASSES)
+    t = Table(title=f"per-class F1 ({title})")
+    for c in ("class", "name", "true images", "F1"):
+        t.add_column(c, justify="left" if c == "name" else "right")
+    for c, f1 in enumerate(metrics["class"]["per_class_f1"]):
+        shown = f"[red]{f1:.3f}[/]" if f1 < metrics["class"]["f1"] else f"{f1:.3f}"  # red: below the macro-F1
+        t.add_row(str(c), names[c], str(support[c]), shown)
+    console.print(t)
+    plot_per_class_f1(metrics["class"]["per_class_f1"], names, png, f"per-class F1: {title}")
+    console.print(
+        f"local score: macro-F1 {metrics['class']['f1']:.4f}  accuracy {metrics['class']['acc']:.4f}  "
+        + "  ".join(f"{t} F1 {metrics[t]['f1']:.4f}" for t in FACTORS)
+        + f"\nwrote {png}"
+    )
+
+
+def score_run(run_dir: Path, console: Console | None = None) -> dict:
+    """Score a run's out-of-fold rows like a submission: 18-class and per-head F1, table and RUN/score-f1.png."""
+    import json
+
+    console = console or Console()
+    run_dir = Path(run_dir)
+    oof = read_csv(run_dir / "oof.csv", ["path", "class"])
+    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    probs = {h: oof[HEADS[h].columns()].to_numpy() for h in HEADS if f"{h}_0" in oof}
+    if not ("class" in probs or set(FACTORS) <= set(probs)):
+        raise MaskclsError(f"{run_dir}: a {', '.join(probs)} run; the 18 classes need mask, gender and age (or flat18)")
+    sub = pd.DataFrame({"ImageID": oof["path"], "ans": predict_classes(probs)})
+    key = pd.DataFrame({"ImageID": oof["path"], "ans": oof["class"]})
+    metrics = score(sub, key)
+    report(metrics, key["ans"].to_numpy(), cfg.get("age_upper", labels.DEFAULT_AGE_UPPER),
+           run_dir / "score-f1.png", console, f"{run_dir.name} out-of-fold, {len(oof)} images")  # fmt: skip
+    return metrics
