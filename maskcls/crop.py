@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import pandas as pd
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from maskcls import io
@@ -33,6 +33,7 @@ from maskcls.data import scan_eval, scan_train
 from maskcls.data.dataset import decode
 from maskcls.detectors import Box, create_detectors, most_plausible
 from maskcls.errors import MaskclsError
+from maskcls.progress import LogProgress
 
 BOX_COLUMNS = ["path", "detector", "score", "x0", "y0", "x1", "y1"]
 
@@ -154,7 +155,7 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
         if f.tell() == 0:
             writer.writerow(BOX_COLUMNS)
         columns = [TextColumn("crop"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-        with Progress(*columns, console=console, transient=True) as progress:
+        with LogProgress(*columns, console=console, transient=True) as progress:
             task = progress.add_task("crop", total=len(todo))
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]

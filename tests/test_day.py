@@ -78,3 +78,21 @@ def test_runs_table_curves_and_score_of_a_run(demo_data, tmp_path, capsys):
     assert "per-class F1" in out and "local score: macro-F1" in out and (run / "score-f1.png").is_file()
     code, _, err = run_cli(capsys, "score", tmp_path / "runs" / "age" / "age-test_resnet")
     assert code == 2 and "18 classes need mask, gender and age" in err
+
+
+def test_help_shows_resolved_defaults_and_only_the_flags_that_apply(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    helps = {}
+    for cmd in ("train-mask", "train-age", "train-joint", "make-demo", "eda"):
+        code, out, _ = run_cli(capsys, cmd, "--help")
+        assert code == 0
+        helps[cmd] = out
+    assert "Peak learning rate. [default: 0.002]" in helps["train-mask"]
+    assert '[default: "neighbor"]' in helps["train-age"]  # the age preset's loss, not args.json's
+    assert "--head" not in helps["train-mask"] and "--external" not in helps["train-mask"]
+    assert "--head" in helps["train-age"] and "--age-gate" in helps["train-joint"]
+    assert "--age-gate" not in helps["train-age"]
+    assert "Required (not with --resume)" in helps["train-mask"] and "Required (not" not in helps["eda"]
+    assert "generated faces" in helps["make-demo"] and "augmentation and initialisation" not in helps["make-demo"]
+    code, _, err = run_cli(capsys, "train-age", "--folds", "all", "--data", ".")
+    assert code == 2 and "use --fold all" in err

@@ -6,14 +6,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from maskcls.commands.options import Seed
-
 
 def make_demo_command(
     out_dir: Annotated[Path, typer.Argument(help="Where to write train/, eval/ and eval_answers.csv.")],
     train_persons: Annotated[int, typer.Option(help="Persons in train/ (7 images each).", min=2)] = 60,
     eval_persons: Annotated[int, typer.Option(help="Persons in eval/ (7 images each).", min=1)] = 20,
-    seed: Seed = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the generated faces, labels and planted junk.")] = 0,
 ) -> None:
     """Generate a small demo data set in the exact contest layout (drawn faces, planted junk).
 

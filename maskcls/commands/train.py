@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.commands.options import DataDir, parse_img_size
+from maskcls.commands.options import parse_img_size
 
 MODEL, DATA, OPTIM, RUN = "Model", "Data and sampling", "Optimisation", "Run"
 
@@ -39,7 +39,11 @@ def parse_set(items: list[str]) -> dict:
 
 def make_train_command(task: str):
     def command(
-        data: DataDir = None,
+        data: Annotated[
+            Path | None,
+            typer.Option(help="Folder that holds train/ and eval/ in the contest layout. Required (not with --resume).",
+                         file_okay=False),  # fmt: skip
+        ] = None,
         backbone: Annotated[
             str | None,
             typer.Option(help="timm model name, e.g. resnet18, efficientnet_b4, resnet152.", rich_help_panel=MODEL),
@@ -167,13 +171,13 @@ def make_train_command(task: str):
         ] = 1,
         fold: Annotated[
             str | None,
-            typer.Option(help="Train fold K (validation = the persons of fold K), or 'all'.", rich_help_panel=RUN),
+            typer.Option(help="Which fold to train (validation = its persons), e.g. 0, or 'all' for every fold.",
+                         rich_help_panel=RUN),  # fmt: skip
         ] = None,
         folds: Annotated[
             str | None,
-            typer.Option(
-                help="Number of folds N, or 'all' to train every fold; both: --folds 3 --fold all.", rich_help_panel=RUN
-            ),
+            typer.Option(help="Number of folds K the persons are split into, e.g. 5 (--fold all trains them all).",
+                         rich_help_panel=RUN),  # fmt: skip
         ] = None,
         seed: Annotated[
             int | None,
@@ -231,10 +235,9 @@ def make_train_command(task: str):
         given = {k: v for k, v in locals().items() if k in inspect.signature(command).parameters}
         flags = {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if k in config_mod.defaults()}
         flags.update(img_size=parse_img_size(img_size), wandb=wandb or None, fold=parse_count_or_all(fold, "--fold"))
-        n_folds = parse_count_or_all(folds, "--folds")
-        flags["folds"] = None if n_folds == "all" else n_folds
-        if n_folds == "all":
-            flags["fold"] = "all"
+        if folds == "all":  # one spelling for "every fold": --fold all (--folds is how many there are)
+            raise typer.BadParameter("is how many folds; to train every fold use --fold all", param_hint="--folds")
+        flags["folds"] = parse_count_or_all(folds, "--folds")
         if task == "age" and head is not None:  # train-age --head ordinal: the age head's kind
             if age_head is not None:
                 raise typer.BadParameter("give the age head's kind once: --head or --age-head", param_hint="--head")
@@ -247,9 +250,41 @@ def make_train_command(task: str):
             return
         train(config_mod.resolve(task, config, flags, sets))
 
+    _document(command, task)
     command.__doc__ = (
         f"Train the {task} model on person-held-out folds; best checkpoint by validation macro-F1.\n\n"
         f"Defaults: args.json < configs/{task}.json < --config FILE < --set KEY=VALUE < flags. Example:\n\n"
-        f"[bold]maskcls train-{task} --data crops/ --backbone resnet18 --epochs 10 --folds all[/]"
+        f"[bold]maskcls train-{task} --data crops/ --backbone resnet18 --epochs 10 --folds 5 --fold all[/]"
     )
     return command
+
+
+# Options that apply to some train commands only: hidden on the others' --help.
+ONLY_FOR = {"head": ("joint", "age"), "age_head": ("joint", "age"), "age_gate": ("joint",),
+            "external": ("joint", "gender", "age"), "drop_ages": ("joint", "age")}  # fmt: skip
+
+
+def _document(command, task: str) -> None:
+    """Append each flag's resolved default (args.json < configs/<task>.json) to its help and hide
+    the flags that do not apply to this task (every command has its own option objects)."""
+    import json
+    import typing
+
+    from maskcls import config as config_mod
+
+    try:
+        resolved = config_mod.resolve(task)
+    except Exception:  # a broken own args.json: the command itself will say so, one line
+        return
+    hints = typing.get_type_hints(command, include_extras=True)
+    command.__annotations__ = hints  # evaluated once, so Typer reads the objects changed below
+    for name, hint in hints.items():
+        info = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, typer.models.OptionInfo)), None)
+        if info is None:
+            continue
+        if name in ONLY_FOR and task not in ONLY_FOR[name]:
+            info.hidden = True
+        if name in resolved and name not in ("task", "data"):
+            value = resolved[name]
+            shown = " ".join(map(str, value)) if name == "img_size" else json.dumps(value)
+            info.help = f"{info.help} \\[default: {shown}]"  # escaped: not rich markup

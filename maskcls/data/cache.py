@@ -189,10 +189,10 @@ class CachedSource:
 
 def cached_source(cache_dir: str | Path, size, paths: list[str], console=None) -> CachedSource:
     """Make sure every path is cached at size (progress bar when decoding), return the dataset source."""
-    from rich.progress import Progress
+    from maskcls.progress import LogProgress
 
     cache = ImageCache(cache_dir, size)
-    with Progress(console=console, transient=True) as progress:
+    with LogProgress(console=console, transient=True) as progress:
         task = progress.add_task(f"caching images at {size[0]}x{size[1]}", total=len(paths))
         slots, crcs = cache.ensure(list(paths), progress=lambda n: progress.update(task, advance=n))
     return CachedSource(cache, slots, crcs, list(paths))

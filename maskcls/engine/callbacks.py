@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from maskcls.progress import clock
+
 
 class Callback:
+    def on_run_start(self, epochs_to_train: int) -> None: ...
     def on_fold_start(self, fold: int, fold_dir: Path, cfg) -> None: ...
     def on_epoch_end(self, fold: int, row: dict) -> None: ...
     def on_fold_end(self, fold: int, summary: dict) -> None: ...
@@ -21,6 +25,10 @@ class ConsoleCallback(Callback):
     def __init__(self, console: Console):
         self.console = console
         self.rows: list[dict] = []
+        self.total, self.done, self.t0 = 0, 0, time.monotonic()
+
+    def on_run_start(self, epochs_to_train):
+        self.total, self.done, self.t0 = epochs_to_train, 0, time.monotonic()
 
     def on_fold_start(self, fold, fold_dir, cfg):
         self.rows = []
@@ -31,9 +39,15 @@ class ConsoleCallback(Callback):
         heads = " ".join(f"{k[:-3]} {v:.3f}" for k, v in row.items() if k.endswith("_f1") and k != "class_f1")
         heads += "".join(f", {k[:-4]} MAE {v:.2f} y" for k, v in row.items() if k.endswith("_mae"))
         best = " [green]*best[/]" if row["best"] else ""
+        self.done += 1
+        elapsed = time.monotonic() - self.t0
+        eta = ""
+        if self.total > self.done:  # the whole run: every epoch of every fold still to train
+            left = elapsed / self.done * (self.total - self.done)
+            eta = f"  run {self.done}/{self.total} epochs, about {clock(left)} left"
         self.console.print(
             f"  epoch {row['epoch'] + 1:>3}  loss {row['train_loss']:.4f}  f1 {row['score']:.4f}  ({heads})"
-            f"  lr {row['lr']:.2e}  {row['seconds']:.0f}s{best}"
+            f"  lr {row['lr']:.2e}  {row['seconds']:.0f}s{best}{eta}"
         )
 
     def on_fold_end(self, fold, summary):

@@ -39,6 +39,7 @@ from maskcls.errors import MaskclsError
 from maskcls.labels import parse_ages
 from maskcls.models import build_model, check_backbone, save_checkpoint
 from maskcls.plots import plot_confusion, plot_curves
+from maskcls.progress import LogProgress
 from maskcls.runs import new_run_dir
 from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
 
@@ -234,7 +235,7 @@ class FoldTrainer:
             cb.on_fold_start(self.fold, self.dir, self.cfg)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]  # fmt: skip
-        with Progress(*columns, console=console, transient=True, disable=not self.ctx.main) as progress:
+        with LogProgress(*columns, console=console, transient=True, disable=not self.ctx.main) as progress:
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 if self.finished:
                     break
@@ -314,6 +315,9 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
     callbacks = callbacks if callbacks is not None else [ConsoleCallback(console)]
     if cfg.wandb:
         callbacks = [*callbacks, WandbCallback(cfg.wandb_project, run_dir)]
+    done = {k: len(pd.read_csv(h)) for k in fold_ids if (h := run_dir / f"fold{k}" / "history.csv").is_file()}
+    for cb in callbacks:
+        cb.on_run_start(sum(max(cfg.epochs - done.get(k, 0), 0) for k in fold_ids))
     summaries = []
     for k in fold_ids:
         try:

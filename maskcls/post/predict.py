@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
-from rich.progress import Progress
 from torch.utils.data import DataLoader
 
 from maskcls import io
@@ -29,6 +28,7 @@ from maskcls.errors import MaskclsError
 from maskcls.heads import marginals
 from maskcls.models import load_for_inference
 from maskcls.post.tune import apply_tuned, load_tuned
+from maskcls.progress import LogProgress
 from maskcls.runs import fold_checkpoints
 from maskcls.runtime import auto_workers, resolve_device
 
@@ -137,7 +137,7 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
     paths = ev["path"].iloc[mine].tolist()
     total: dict[str, np.ndarray] = {}
     heads_seen, crops = None, {}
-    with Progress(console=console, transient=True) as progress:
+    with LogProgress(console=console, transient=True) as progress:
         for ckpt_path in checkpoints:
             model, ckpt = load_for_inference(ckpt_path, dev)
             if heads_seen is not None and ckpt["heads"] != heads_seen:
