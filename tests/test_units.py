@@ -212,3 +212,30 @@ def test_the_encoded_size_picks_the_reduced_decode(tmp_path, ext, params, monkey
     out = read_image(path, (128, 96))
     assert out.shape == (128, 96, 3) and len(calls) == 1  # decoded once, not once too small and again
     assert encoded_size(b"\xff\xd8\xff\xe0garbage") is None and encoded_size(b"not an image") is None
+
+
+# -- progress in log files ----------------------------------------------------------------------
+def test_progress_writes_plain_lines_when_the_output_is_not_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from maskcls.progress import LogProgress, plain_line
+
+    buf = io.StringIO()
+    with LogProgress(console=Console(file=buf, width=100), every=0.0, transient=True) as progress:
+        task = progress.add_task("crop", total=3)
+        for _ in range(3):
+            progress.update(task, advance=1)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.startswith("crop: ")]
+    assert [ln.split(",")[0] for ln in lines] == ["crop: 1/3 (33%)", "crop: 2/3 (67%)", "crop: 3/3 (100%)"]
+    assert plain_line("epoch 2/12", 50, 200, 30.0) == "epoch 2/12: 50/200 (25%), 0:30 elapsed, about 1:30 left"
+
+
+def test_shell_completion_script_is_offered():
+    import shutil
+    import subprocess
+
+    exe = shutil.which("maskcls") or str(Path(__import__("sys").executable).parent / "maskcls")
+    proc = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "_maskcls_completion" in proc.stdout
