@@ -14,6 +14,7 @@ import torch
 
 from maskcls import config
 from maskcls.errors import MaskclsError
+from maskcls.heads import HEADS
 from tests.conftest import run_cli
 
 # Small but honest: a 370k-parameter timm test backbone at 96x72 learns the demo set in seconds.
@@ -63,7 +64,7 @@ def test_single_task_commands_learn(demo_data, tmp_path, capsys, task, bar):
     assert set(metrics["metrics"]) == {task, "score"}
     assert metrics["best_score"] > bar, metrics
     oof = pd.read_csv(run / "oof.csv")
-    cols = [c for c in oof.columns if c.startswith(f"{task}_")]
+    cols = HEADS[task].columns()
     assert np.allclose(oof[cols].sum(axis=1), 1, atol=1e-4)
     assert "best epoch" in out
 

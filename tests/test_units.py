@@ -180,7 +180,8 @@ def test_heads_derive_names_columns_and_tasks():
 
 # -- the engine imports nothing above it ---------------------------------------------------------
 BELOW_ENGINE = {"maskcls.config", "maskcls.errors", "maskcls.heads", "maskcls.io", "maskcls.labels", "maskcls.models",
-                "maskcls.runs", "maskcls.runtime", "maskcls.data", "maskcls.engine", "maskcls.plots"}  # fmt: skip
+                "maskcls.runs", "maskcls.runtime", "maskcls.data", "maskcls.engine", "maskcls.plots",
+                "maskcls.progress"}  # fmt: skip
 
 
 def test_the_engine_imports_nothing_above_it():
@@ -237,5 +238,7 @@ def test_shell_completion_script_is_offered():
     import subprocess
 
     exe = shutil.which("maskcls") or str(Path(__import__("sys").executable).parent / "maskcls")
-    proc = subprocess.run([exe, "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    # what `maskcls --install-completion` puts in ~/.bashrc runs this (click's completion protocol)
+    env = {**__import__("os").environ, "_MASKCLS_COMPLETE": "source_bash"}
+    proc = subprocess.run([exe], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0 and "_maskcls_completion" in proc.stdout

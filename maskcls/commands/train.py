@@ -233,6 +233,10 @@ def make_train_command(task: str):
         from maskcls.engine.trainer import train
 
         given = {k: v for k, v in locals().items() if k in inspect.signature(command).parameters}
+        for key, tasks in ONLY_FOR.items():
+            if given[key] not in (None, False) and task not in tasks:
+                where = ", ".join(f"train-{t}" for t in tasks)
+                raise typer.BadParameter(f"applies to {where} only", param_hint=f"--{key.replace('_', '-')}")
         flags = {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if k in config_mod.defaults()}
         flags.update(img_size=parse_img_size(img_size), wandb=wandb or None, fold=parse_count_or_all(fold, "--fold"))
         if folds == "all":  # one spelling for "every fold": --fold all (--folds is how many there are)
