@@ -9,6 +9,8 @@
 #   FOLDS [5]              TRAIN_FOLDS ["all", or a list like "0 1"]              SEED [42]
 #   CROP [1]  DETECTORS [haar,center]  CROP_SIZE ["256 192"]   TTA [1]   JOINT [0: three models; 1: one joint model]
 #   ANSWERS [DATA_DIR/../eval_answers.csv or DATA_DIR/eval_answers.csv when present]: prints the local macro-F1
+#   EXTERNAL [none]: face photos of known age and gender (UTKFace-named folder or CSV) for the age, gender
+#                    and joint models (`--external`; the largest gain measured, see README "Quality")
 # The submission lands in OUT_DIR/submissions/; the local score, if any, in OUT_DIR/score.json.
 set -euo pipefail
 
@@ -30,6 +32,7 @@ DETECTORS=${DETECTORS:-haar,center}
 CROP_SIZE=${CROP_SIZE:-"256 192"}
 TTA=${TTA:-1}
 JOINT=${JOINT:-0}
+EXTERNAL=${EXTERNAL:-}
 if [[ -z "${ANSWERS:-}" ]]; then
   for f in "$DATA/eval_answers.csv" "$DATA/../eval_answers.csv"; do [[ -f $f ]] && ANSWERS=$f && break; done
 fi
@@ -48,11 +51,12 @@ TTA_FLAG=(); [[ $TTA == 1 ]] && TTA_FLAG=(--tta)
 
 for task in "${TASKS[@]}"; do
   fold_preds=()
+  TASK_FLAGS=(); [[ -n $EXTERNAL && $task != mask ]] && TASK_FLAGS=(--external "$EXTERNAL")
   for fold in $([[ $TRAIN_FOLDS == all ]] && seq 0 $((FOLDS - 1)) || echo "$TRAIN_FOLDS"); do
     rm -rf "$OUT/runs/$task-fold$fold"  # the pipeline owns OUT_DIR: a re-run replaces its runs
     $MASKCLS "train-$task" --data "$DATA_USED" --backbone "$BACKBONE" --img-size "$IMG_SIZE" --epochs "$EPOCHS" \
       --batch-size "$BATCH_SIZE" --lr "$LR" --folds "$FOLDS" --fold "$fold" --seed "$SEED" \
-      --out "$OUT/runs" --name "$task-fold$fold" "${EXTRA[@]}"
+      --out "$OUT/runs" --name "$task-fold$fold" "${TASK_FLAGS[@]}" "${EXTRA[@]}"
     $MASKCLS predict "$OUT/runs/$task-fold$fold" --data "$DATA_USED" --out "$OUT/preds/$task-fold$fold.csv" "${TTA_FLAG[@]}"
     fold_preds+=("$OUT/preds/$task-fold$fold.csv")
   done
