@@ -144,10 +144,10 @@ def layers(task: str | None) -> list[Path]:
 
 def defaults() -> Config:
     """The packaged args.json with a team's own args.json over it."""
-    cfg = Config(load_json(ARGS_FILE))
-    own = own_dir() / "args.json"
-    if own.is_file() and own.resolve() != ARGS_FILE.resolve():
-        cfg = merge(cfg, load_json(own), str(own))
+    packaged, *own = layers(None)
+    cfg = Config(load_json(packaged))
+    for path in own:
+        cfg = merge(cfg, load_json(path), str(path))
     return cfg
 
 

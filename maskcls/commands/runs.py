@@ -27,6 +27,7 @@ def runs_command(
     """
     import sys
 
+    import pandas as pd
     from rich.console import Console
     from rich.table import Table
 
@@ -50,13 +51,7 @@ def runs_command(
     for c in COLUMNS:
         t.add_column(c.replace("_f1", " F1").replace("age_mae", "age MAE"), justify="left" if c == "run" else "right")
     for _, r in table.iterrows():
-        cells = ["" if pd_isna(r[c]) else (f"{r[c]:.4f}" if c.endswith("_f1") else str(r[c])) for c in COLUMNS]
+        cells = ["" if pd.isna(r[c]) else (f"{r[c]:.4f}" if c.endswith("_f1") else str(r[c])) for c in COLUMNS]
         cells[0] = ("* " if r["best"] else "  ") + str(Path(r["run"]).relative_to(root))
         t.add_row(*cells)
     console.print(t)
-
-
-def pd_isna(v) -> bool:
-    import pandas as pd
-
-    return bool(pd.isna(v))

@@ -17,21 +17,23 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.metrics import f1_score
 
 from maskcls import io, labels
 from maskcls.data.index import read_csv
+from maskcls.engine.kinds import AGES, groups_from_cumulative
 from maskcls.errors import MaskclsError
-from maskcls.heads import FACTORS, HEADS
+from maskcls.heads import FACTORS, HEADS, predict_classes
 
 TUNED = "tuned.json"
 BIASES = np.round(np.arange(-2.0, 2.01, 0.25), 2)  # candidate biases (log-probability units)
 ROUNDS = 2  # coordinate-ascent sweeps over every class of every head
 
 
-def group_probs(cum: np.ndarray, first_age: int, cutoffs) -> np.ndarray:
-    lo, hi = (cum[:, int(c) - first_age] for c in cutoffs)
-    return np.clip(np.stack([1 - lo, lo - hi, hi], axis=1), 0, None)
+def group_probs(cum: np.ndarray, cutoffs) -> np.ndarray:
+    """The kinds' own rule (engine/kinds.py), on out-of-fold P(age >= a) columns."""
+    return groups_from_cumulative(torch.from_numpy(cum), cutoffs).numpy()
 
 
 def adjusted(p: np.ndarray, bias) -> np.ndarray:
@@ -43,8 +45,7 @@ def adjusted(p: np.ndarray, bias) -> np.ndarray:
 
 def _score(probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> float:
     if "class" in probs or set(FACTORS) <= set(probs):
-        pred = probs["class"].argmax(1) if "class" in probs else labels.encode(*(probs[h].argmax(1) for h in FACTORS))
-        truth = y["class"]
+        pred, truth = predict_classes(probs), y["class"]
     else:
         [head] = probs
         pred, truth = probs[head].argmax(1), y[head]
@@ -69,9 +70,9 @@ def tune(runs: list[Path]) -> dict:
             raise MaskclsError(f"{run}/oof.csv: no head the other runs do not already give")
         for h in heads:
             owner[h] = str(run)
-        ge = sorted((c for c in df.columns if c.startswith("age_ge_")), key=lambda c: int(c.rsplit("_", 1)[1]))
+        ge = [f"age_ge_{a}" for a in AGES.tolist()] if f"age_ge_{int(AGES[0])}" in df.columns else []
         if "age" in heads and ge:
-            cumulative = {"first": int(ge[0].rsplit("_", 1)[1]), "cols": ge, "upper": cfg["age_upper"]}
+            cumulative = {"cols": ge, "upper": cfg["age_upper"]}
         keep = ["path", *[c for h in heads for c in HEADS[h].columns()], *(ge if "age" in heads else [])]
         truth = [c for c in ("mask", "gender", "age", "class") if c in df.columns and not frames]
         frames.append(df[[*dict.fromkeys(truth + keep)]])
@@ -90,15 +91,14 @@ def tune(runs: list[Path]) -> dict:
     cutoffs = None
     if cumulative:  # the age cut-offs first: they decide the age probabilities the biases then shift
         cum = oof[cumulative["cols"]].to_numpy(np.float64)
-        first, upper = cumulative["first"], cumulative["upper"]
-        last = first + cum.shape[1] - 1
+        first, last, upper = int(AGES[0]), int(AGES[-1]), cumulative["upper"]
         best = (-1.0, None)
         for c1 in range(max(first + 1, labels.AGE_LOWER - 5), labels.AGE_LOWER + 6):
             for c2 in range(max(c1 + 1, upper - 8), min(last, upper + 5) + 1):
-                s = _score({**probs, "age": group_probs(cum, first, (c1, c2))}, y)
+                s = _score({**probs, "age": group_probs(cum, (c1, c2))}, y)
                 best = max(best, (s, (c1, c2)), key=lambda t: t[0])
         cutoffs = best[1]
-        probs["age"] = group_probs(cum, first, cutoffs)
+        probs["age"] = group_probs(cum, cutoffs)
 
     bias = {h: np.zeros(p.shape[1]) for h, p in probs.items()}
     score = _score(probs, y)
