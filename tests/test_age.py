@@ -194,7 +194,7 @@ def test_gated_age_head_trains(demo_data, tmp_path, capsys):
 
 def test_age_options_refuse_bad_values(demo_data, tmp_path, capsys):
     for args, needle in [
-        (["train-age", "--head", "linear"], "--age-head must be one of classify, ordinal, regression"),
+        (["train-age", "--head", "linear"], "--head: train-age's head is one of classify, ordinal, regression"),
         (["train-age", "--drop-ages", "27-2"], "--drop-ages: '27-2' is not an age or a range"),
         (["train-mask", "--external", demo_data], "--external: applies to train-joint, train-gender, train-age only"),
         (["train-age", "--age-gate"], "--age-gate: applies to train-joint only"),

@@ -245,6 +245,10 @@ def make_train_command(task: str):
         if task == "age" and head is not None:  # train-age --head ordinal: the age head's kind
             if age_head is not None:
                 raise typer.BadParameter("give the age head's kind once: --head or --age-head", param_hint="--head")
+            kinds = config_mod.choices("age_head")
+            if head not in kinds:
+                raise typer.BadParameter(f"train-age's head is one of {', '.join(kinds)} (got {head!r})",
+                                         param_hint="--head")  # fmt: skip
             flags["age_head"], flags["head"] = head, None
         sets = parse_set(set_ or [])
         if resume is not None:
