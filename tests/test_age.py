@@ -25,7 +25,7 @@ def test_ordinal_targets_follow_corn_and_groups_come_from_the_cut_offs():
     kind = Ordinal(HEADS["age"], config.resolve("age", flags={"age_upper": 58}))
     t = kind.targets(torch.tensor([25, -1]))
     k25 = 25 - FIRST
-    assert t[0, :k25 + 1].eq(1).all() and t[0, k25 + 1] == 0  # age >= a up to 25, then "not >= 26"
+    assert t[0, : k25 + 1].eq(1).all() and t[0, k25 + 1] == 0  # age >= a up to 25, then "not >= 26"
     assert torch.isnan(t[0, k25 + 2 :]).all()  # not trained beyond: CORN conditions on age >= a_{k-1}
     assert torch.isnan(t[1]).all()  # unknown age: trains nothing
     logits = torch.randn(4, kind.width)

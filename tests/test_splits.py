@@ -5,7 +5,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from maskcls.data import assign_folds, load_folds, save_folds, scan_train
@@ -23,6 +23,7 @@ def _random_table(seed: int, persons: int) -> pd.DataFrame:
 
 
 @settings(max_examples=25, deadline=None)
+@example(seed=1, persons=20, folds=6, method="apart")  # CI found it: a peel took the last fold's persons
 @given(seed=st.integers(0, 10_000), persons=st.integers(20, 120), folds=st.integers(2, 6),
        method=st.sampled_from(["sgkf", "apart"]))  # fmt: skip
 def test_no_person_in_two_folds(seed, persons, folds, method):

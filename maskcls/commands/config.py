@@ -13,9 +13,7 @@ app = typer.Typer(help="Inspect the settings train commands resolve.", no_args_i
 @app.command("show")
 def show_command(
     task: Annotated[str, typer.Option(help="The train command's task: mask, gender, age or joint.")] = "joint",
-    config: Annotated[
-        Path | None, typer.Option(help="A config file (or a preset name), as train's --config.")
-    ] = None,
+    config: Annotated[Path | None, typer.Option(help="A config file (or a preset name), as train's --config.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, as train's --set.")] = None,
 ) -> None:
     """Print every setting `maskcls train-TASK` would use, with its source.

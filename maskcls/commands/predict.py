@@ -78,8 +78,11 @@ def print_table(table) -> None:
 def tune_thresholds_command(
     runs: Annotated[
         list[Path],
-        typer.Argument(help="Run directories whose oof.csv tune together (e.g. a mask, a gender and an age run).",
-                       exists=True, file_okay=False),  # fmt: skip
+        typer.Argument(
+            help="Run directories whose oof.csv tune together (e.g. a mask, a gender and an age run).",
+            exists=True,
+            file_okay=False,
+        ),  # fmt: skip
     ],
 ) -> None:
     """Choose age cut-offs (ordinal/regression age heads) and per-class biases on out-of-fold predictions.

@@ -96,8 +96,12 @@ def pseudo_label_command(
 
 
 def score_command(
-    run: Annotated[Path, typer.Argument(help="A run directory (its oof.csv: the out-of-fold predictions).",
-                                        exists=True, file_okay=False)],  # fmt: skip
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="A run directory (its oof.csv: the out-of-fold predictions).", exists=True, file_okay=False
+        ),
+    ],  # fmt: skip
 ) -> None:
     """Score a run's out-of-fold predictions like a submission: per-class F1 table and bar chart.
 

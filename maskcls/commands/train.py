@@ -41,8 +41,10 @@ def make_train_command(task: str):
     def command(
         data: Annotated[
             Path | None,
-            typer.Option(help="Folder that holds train/ and eval/ in the contest layout. Required (not with --resume).",
-                         file_okay=False),  # fmt: skip
+            typer.Option(
+                help="Folder that holds train/ and eval/ in the contest layout. Required (not with --resume).",
+                file_okay=False,
+            ),  # fmt: skip
         ] = None,
         backbone: Annotated[
             str | None,
@@ -171,13 +173,17 @@ def make_train_command(task: str):
         ] = 1,
         fold: Annotated[
             str | None,
-            typer.Option(help="Which fold to train (validation = its persons), e.g. 0, or 'all' for every fold.",
-                         rich_help_panel=RUN),  # fmt: skip
+            typer.Option(
+                help="Which fold to train (validation = its persons), e.g. 0, or 'all' for every fold.",
+                rich_help_panel=RUN,
+            ),  # fmt: skip
         ] = None,
         folds: Annotated[
             str | None,
-            typer.Option(help="Number of folds K the persons are split into, e.g. 5 (--fold all trains them all).",
-                         rich_help_panel=RUN),  # fmt: skip
+            typer.Option(
+                help="Number of folds K the persons are split into, e.g. 5 (--fold all trains them all).",
+                rich_help_panel=RUN,
+            ),  # fmt: skip
         ] = None,
         seed: Annotated[
             int | None,

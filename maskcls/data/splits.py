@@ -49,8 +49,12 @@ def apart(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str
     for k in range(folds - 1):
         _, held = train_test_apart_stratify(rest, group="g", stratify="s", test_size=1 / (folds - k),
                                             sorted_indices=True)  # fmt: skip
-        for g in held["g"].unique():
+        left = rest["g"].nunique()
+        # on few persons a peel can take too many (or none): keep one person for every later fold
+        take = sorted(held["g"].unique())[: left - (folds - k - 1)] or [rest["g"].min()]
+        for g in take:
             fold_of[name[g]] = k
+        held = rest[rest["g"].isin(take)]
         rest = rest[~rest["g"].isin(held["g"])]
     for g in rest["g"].unique():
         fold_of[name[g]] = folds - 1

@@ -158,4 +158,3 @@ def build_heads(cfg, cutoffs=None) -> dict:
 
 def widths(kinds: dict) -> dict[str, int]:
     return {name: k.width for name, k in kinds.items()}
-

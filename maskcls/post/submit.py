@@ -75,8 +75,14 @@ def score(sub: pd.DataFrame, answers: Path | pd.DataFrame) -> dict:
     return out
 
 
-def submit(sources: dict[str, Path], data: Path, out_dir: Path, answers: Path | None = None,
-           console: Console | None = None, age_upper: int = labels.DEFAULT_AGE_UPPER) -> tuple[Path, dict | None]:
+def submit(
+    sources: dict[str, Path],
+    data: Path,
+    out_dir: Path,
+    answers: Path | None = None,
+    console: Console | None = None,
+    age_upper: int = labels.DEFAULT_AGE_UPPER,
+) -> tuple[Path, dict | None]:
     """Write the submission CSV; age_upper only names the classes in the printed table."""
     console = console or Console()
     io.clean_stale_temps(out_dir)  # hidden temp files of a submit that was killed while writing
