@@ -44,6 +44,7 @@ class Variant:
     tta: bool = True
     reuse: str | None = None  # predict with another variant's models instead of training
     tune: bool = False  # maskcls tune-thresholds on the run's out-of-fold rows, then predict with them
+    fold: str = "0"  # "none": the final fit on every person (no validation)
 
 
 ABLATIONS = [
@@ -63,6 +64,15 @@ ABLATIONS = [
     Variant("drop-ages", "drop training ages 27-29, 57-59", ["--drop-ages", "27-29,57-59"]),
     Variant("external", "external faces (utkface-extra, 2,823)", ["--external", "{external}"]),
     Variant("gated", "gender-gated age head", ["--age-gate"]),
+    # the winners' recipe (issue 15)
+    Variant("halves", "half-image CutMix (left/right, any partner)", ["--cutmix", "1", "--cutmix-mode", "halves"]),
+    Variant(
+        "halves-rare",
+        "half-image CutMix, partner from the rarest age group",
+        ["--cutmix", "1", "--cutmix-mode", "halves", "--cutmix-partner", "rare"],
+    ),  # fmt: skip
+    Variant("ema", "EMA of the weights (decay 0.999, warmed up)", ["--ema", "0.999"]),
+    Variant("final-fit", "final fit on every person (--fold none, same epochs)", fold="none"),
 ]
 
 
@@ -82,7 +92,7 @@ def maskcls(*args) -> list[str]:
 
 def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, tta: bool, epochs: int, seed: int,
                answers: Path | None, log: Path, reuse_from: Path | None = None,
-               tune: bool = False) -> dict:  # fmt: skip
+               tune: bool = False, fold: str = "0") -> dict:  # fmt: skip
     """Train (or reuse) the models of one variant, predict, submit; returns the scores and seconds."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +102,7 @@ def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, t
         run_dir = (reuse_from or out) / "runs" / task
         if reuse_from is None:
             train = maskcls(f"train-{task}", "--data", data, *RECIPE, *flags, "--epochs", epochs, "--seed", seed)
-            run([*train, "--fold", "0", "--out", str(out / "runs"), "--name", task, "--cache-dir", str(cache)], log)
+            run([*train, "--fold", fold, "--out", str(out / "runs"), "--name", task, "--cache-dir", str(cache)], log)
         preds[task] = out / f"{task}.csv"
         if tune:
             run(maskcls("tune-thresholds", run_dir), log)
@@ -105,7 +115,7 @@ def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, t
         cmd += ["--answers", str(answers), "--score-json", str(out / "score.json")]
     run(cmd, log)
     result = {"name": name, "seconds": round(time.time() - t0), "seed": seed, "epochs": epochs}
-    val = json.loads((run_dir / "fold0" / "metrics.json").read_text())["metrics"]
+    val = json.loads((run_dir / ("fold-none" if fold == "none" else "fold0") / "metrics.json").read_text())["metrics"]
     if "mae" in val.get("age", {}):  # an age head that predicts years: its validation MAE
         result["val_age_mae"] = round(val["age"]["mae"], 2)
     if answers is not None:
@@ -192,7 +202,7 @@ def main() -> None:
             flags = [f.replace("{external}", str(args.external)) for f in v.flags]
             results.append(experiment(v.name, src, out / "ablations" / v.slug, flags, v.tasks, v.tta,
                                       args.ablation_epochs, args.seed, answers, log, reuse_from=reuse,
-                                      tune=v.tune))  # fmt: skip
+                                      tune=v.tune, fold=v.fold))  # fmt: skip
             results[-1]["slug"] = v.slug
             if v.slug == "default":
                 report["seeds"] = [results[-1]] + [

@@ -36,6 +36,8 @@ REGISTRIES = {
     "augment": ("maskcls.data.transforms", "PRESETS"),
     "split_method": ("maskcls.data.splits", "SPLITS"),
     "age_head": ("maskcls.engine.kinds", "KINDS"),
+    "cutmix_mode": ("maskcls.engine.mixers", "CUTMIX_MODES"),
+    "cutmix_partner": ("maskcls.engine.mixers", "PARTNERS"),
 }
 CHOICES = {
     "task": [t for t in TASKS if "/" not in t],
@@ -69,6 +71,8 @@ RANGES = {
     "oversample": (0, 1, True, True),
     "mixup": (0, 100, True, True),
     "cutmix": (0, 100, True, True),
+    "ema": (0, 1, True, False),
+    "clip_grad": (0, 1e6, True, True),
     "age_upper": (31, 120, True, True),
     "folds": (2, 1000, True, True),
     "accum_steps": (1, 1024, True, True),
@@ -206,9 +210,9 @@ def _check_type(key: str, value, default, source: str):
                 f"{source}: {flag_name(key, source)} must be one number or H W, each in {lo}..{hi} (got {value})"
             )
         return value
-    if key == "fold":
-        if value != "all" and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-            raise MaskclsError(f"{source}: fold must be a fold number or 'all' (got {value!r})")
+    if key == "fold":  # a fold number, "all" (every fold) or "none" (the final fit: every person trains)
+        if value not in ("all", "none") and not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise MaskclsError(f"{source}: fold must be a fold number, 'all' or 'none' (got {value!r})")
         return value
     allowed = choices(key)
     if allowed is not None and value not in allowed:
@@ -261,8 +265,10 @@ def resolve(task: str | None = None, config_file: str | Path | None = None, flag
         origin.update({k: source for k in update})
     if sources is not None:
         sources.update(origin)
-    if cfg.fold != "all" and cfg.fold >= cfg.folds:
-        raise MaskclsError(f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1} or 'all')")
+    if cfg.fold not in ("all", "none") and cfg.fold >= cfg.folds:
+        raise MaskclsError(
+            f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1}, 'all' or 'none')"
+        )
     if task is not None and cfg.task != task:
         raise MaskclsError(f"{config_file}: sets task {cfg.task!r} but the command trains {task!r}")
     return cfg

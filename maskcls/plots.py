@@ -81,7 +81,10 @@ def plot_curves(histories: dict[int, pd.DataFrame], path: Path, title: str) -> P
         ax.set_ylabel(y, fontsize=11)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=9)
+    if not any(ax.get_lines() for ax in axes[1:2]):  # the final fit (--fold none) validates nothing
+        axes[1].text(0.5, 0.5, "no validation (final fit)", ha="center", va="center", fontsize=12)
     axes[1].set_ylim(0, 1)
     fig.suptitle(title, fontsize=13)
     return _save(fig, path)

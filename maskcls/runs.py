@@ -2,7 +2,9 @@
 
 Layout of a run (one experiment; every fold it trains is a sub-folder):
     config.json  label_map.json  folds.csv  summary.json  oof.csv
-    fold0/ best.pt last.pt history.csv metrics.json oof.csv confusion_<head>.png
+    fold0/ best.pt last.pt history.csv metrics.json oof.csv confusion_<head>.png curves.png
+    fold-none/ best.pt last.pt history.csv metrics.json     (the final fit, --fold none: no oof.csv)
+    exclude.csv relabel.csv                                   (copies, when the run was given them)
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
     return found
 
 
+def read_oof(run_dir: str | Path, required: tuple[str, ...] = ("path", "class")) -> tuple[pd.DataFrame, dict]:
+    """A run's out-of-fold rows and its config, or one line saying why there are none."""
+    from maskcls.data.index import read_csv
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
+    cfg = json.loads((run_dir / "config.json").read_text())
+    if not (run_dir / "oof.csv").is_file() and cfg.get("fold") == "none":
+        raise MaskclsError(f"{run_dir}: a final fit (--fold none) validates nothing, so it has no out-of-fold rows; "
+                           "use the run that chose its recipe")  # fmt: skip
+    return read_csv(run_dir / "oof.csv", list(required)), cfg
+
+
 SCORE_HEADS = ("class", "mask", "gender", "age")
 
 
@@ -57,7 +73,8 @@ def run_summary(run_dir: Path) -> dict:
             seconds += float(pd.read_csv(fold_dir / "history.csv")["seconds"].sum())
     head = cfg["task"] if cfg["task"] != "joint" else ("joint/flat18" if cfg.get("head") == "flat18" else "joint")
     row = {"run": str(run_dir), "task": head, "backbone": cfg["backbone"], "size": "x".join(map(str, cfg["img_size"])),
-           "epochs": cfg["epochs"], "folds": f"{len(metrics)}/{cfg['folds']}"}  # fmt: skip
+           "epochs": cfg["epochs"],
+           "folds": "final" if cfg["fold"] == "none" else f"{len(metrics)}/{cfg['folds']}"}  # fmt: skip
     for h in SCORE_HEADS:
         values = [m[h]["f1"] for m in metrics if isinstance(m.get(h), dict)]
         row[f"{h}_f1"] = round(sum(values) / len(values), 4) if values else None

@@ -13,11 +13,12 @@ from maskcls.commands.options import parse_img_size
 MODEL, DATA, OPTIM, RUN = "Model", "Data and sampling", "Optimisation", "Run"
 
 
-def parse_count_or_all(text: str | None, flag: str) -> int | str | None:
-    if text is None or text == "all":
+def parse_count_or_all(text: str | None, flag: str, words: tuple[str, ...] = ("all",)) -> int | str | None:
+    if text is None or text in words:
         return text
     if not text.isdigit():
-        raise typer.BadParameter(f"expected a number or 'all', got {text!r}", param_hint=flag)
+        raise typer.BadParameter(f"expected a number or {' or '.join(map(repr, words))}, got {text!r}",
+                                 param_hint=flag)  # fmt: skip
     return int(text)
 
 
@@ -124,8 +125,40 @@ def make_train_command(task: str):
                 rich_help_panel=DATA,
             ),
         ] = None,
+        exclude: Annotated[
+            Path | None,
+            typer.Option(
+                help="CSV person[,stem or path] of images (no stem: whole persons) that do not train, e.g. the "
+                "top of `maskcls audit`'s suspects.csv; they still validate.",
+                rich_help_panel=DATA,
+            ),
+        ] = None,
+        relabel: Annotated[
+            Path | None,
+            typer.Option(
+                help="CSV person,gender,age of hand-checked labels (blank = keep); used for training and validation.",
+                rich_help_panel=DATA,
+            ),
+        ] = None,
         mixup: Annotated[float | None, typer.Option(help="MixUp alpha (0 = off).", rich_help_panel=DATA)] = None,
-        cutmix: Annotated[float | None, typer.Option(help="CutMix alpha (0 = off).", rich_help_panel=DATA)] = None,
+        cutmix: Annotated[
+            float | None, typer.Option(help="CutMix alpha, e.g. 1.0 (0 = off).", rich_help_panel=DATA)
+        ] = None,
+        cutmix_mode: Annotated[
+            str | None,
+            typer.Option(
+                help="box (a random box), halves (the partner's left or right half, as the contest's top "
+                "entries) or halves-tb (also top/bottom).",
+                rich_help_panel=DATA,
+            ),
+        ] = None,
+        cutmix_partner: Annotated[
+            str | None,
+            typer.Option(
+                help="any (a random image of the batch) or rare (one of the batch's rarest age group, e.g. >=60).",
+                rich_help_panel=DATA,
+            ),
+        ] = None,
         epochs: Annotated[int | None, typer.Option(help="Epochs.", rich_help_panel=OPTIM)] = None,
         batch_size: Annotated[int | None, typer.Option(help="Batch size.", rich_help_panel=OPTIM)] = None,
         lr: Annotated[float | None, typer.Option(help="Peak learning rate.", rich_help_panel=OPTIM)] = None,
@@ -144,6 +177,17 @@ def make_train_command(task: str):
         ] = None,
         label_smoothing: Annotated[
             float | None, typer.Option(help="Smoothing epsilon for 'smooth' and 'neighbor'.", rich_help_panel=OPTIM)
+        ] = None,
+        ema: Annotated[
+            float | None,
+            typer.Option(
+                help="EMA decay of the weights, e.g. 0.999 (0 = off); the better of EMA and raw weights is kept.",
+                rich_help_panel=OPTIM,
+            ),
+        ] = None,
+        clip_grad: Annotated[
+            float | None,
+            typer.Option(help="Clip the gradient norm at this value, e.g. 1.0 (0 = off).", rich_help_panel=OPTIM),
         ] = None,
         accum_steps: Annotated[
             int | None, typer.Option(help="Gradient accumulation steps.", rich_help_panel=OPTIM)
@@ -174,7 +218,8 @@ def make_train_command(task: str):
         fold: Annotated[
             str | None,
             typer.Option(
-                help="Which fold to train (validation = its persons), e.g. 0, or 'all' for every fold.",
+                help="Which fold to train (validation = its persons), e.g. 0; 'all' for every fold; 'none' for the "
+                "final fit on every person (no validation; the weights of the last epoch).",
                 rich_help_panel=RUN,
             ),  # fmt: skip
         ] = None,
@@ -244,7 +289,11 @@ def make_train_command(task: str):
                 where = ", ".join(f"train-{t}" for t in tasks)
                 raise typer.BadParameter(f"applies to {where} only", param_hint=f"--{key.replace('_', '-')}")
         flags = {k: str(v) if isinstance(v, Path) else v for k, v in given.items() if k in config_mod.defaults()}
-        flags.update(img_size=parse_img_size(img_size), wandb=wandb or None, fold=parse_count_or_all(fold, "--fold"))
+        flags.update(
+            img_size=parse_img_size(img_size),
+            wandb=wandb or None,
+            fold=parse_count_or_all(fold, "--fold", ("all", "none")),
+        )
         if folds == "all":  # one spelling for "every fold": --fold all (--folds is how many there are)
             raise typer.BadParameter("is how many folds; to train every fold use --fold all", param_hint="--folds")
         flags["folds"] = parse_count_or_all(folds, "--folds")

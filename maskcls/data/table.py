@@ -4,6 +4,15 @@ images (`extra`) and external faces of known age and gender (`external`, data/ex
 Those rows train but never validate: they carry `train_only=True`, and the trainer gives them
 fold -1. `balance` is the label the class-balanced sampler draws by (the 18-class label; for
 external faces, whose mask is unknown, their own gender x age groups).
+
+Two hand-made files edit the contest's own rows (`maskcls audit` suggests what to put in them):
+  --relabel FILE   person,gender,age: corrected labels (either may be blank = keep). They replace
+                   the folder's labels for training AND validation: a label a person checked by
+                   hand is the better truth to score against (scores then differ from unrelabelled
+                   runs on those persons; the run keeps a copy of the file, and says how many changed).
+  --exclude FILE   person[,stem or path]: images (or, with no stem, whole persons) that do not
+                   train. They still validate with their labels, like --drop-ages, so runs with and
+                   without an exclusion score on the same images. Marked `excluded`; the trainer drops them.
 """
 
 from __future__ import annotations
@@ -23,7 +32,11 @@ PSEUDO_COLUMNS = ["ImageID", "path", "mask", "gender", "age", "class", "confiden
 
 def load_table(cfg, console=None) -> pd.DataFrame:
     """Train index (cfg.data) plus cfg.extra's pseudo rows and cfg.external's faces (re-framed into cfg.out)."""
-    parts = [scan_train(cfg.data, cfg.age_upper).table.assign(pseudo=False, external=False)]
+    train = scan_train(cfg.data, cfg.age_upper).table.assign(pseudo=False, external=False)
+    if cfg.relabel:
+        train = relabel(train, load_relabel(cfg.relabel), cfg.age_upper)
+    train["excluded"] = excluded(train, cfg.exclude) if cfg.exclude else False
+    parts = [train]
     if cfg.extra:
         parts.append(load_pseudo(cfg.extra, cfg.age_upper).assign(pseudo=True, external=False))
     if cfg.external:
@@ -33,6 +46,7 @@ def load_table(cfg, console=None) -> pd.DataFrame:
         parts.append(frame_external(ext, cfg.data, cfg.out, console or Console()).assign(pseudo=False, external=True))
     table = pd.concat(parts, ignore_index=True)
     table["train_only"] = table["pseudo"] | table["external"]
+    table["excluded"] = table["excluded"].fillna(False).astype(bool)
     table["balance"] = table["balance"].fillna(table["class"]).astype(int) if "balance" in table else table["class"]
     return table
 
@@ -40,6 +54,55 @@ def load_table(cfg, console=None) -> pd.DataFrame:
 def drop_ages(table: pd.DataFrame, ages: set[int]) -> pd.DataFrame:
     """The rows whose age in years is not in `ages` (rows of unknown age, -1, stay)."""
     return table[~table["age_years"].isin(ages)] if ages else table
+
+
+def load_relabel(path: str | Path) -> pd.DataFrame:
+    """person, gender (male/female or 0/1; blank = keep), age in years (blank = keep)."""
+    path = Path(path)
+    df = read_csv(path, ["person", "gender", "age"], dtype=str, keep_default_na=False)
+    for i, r in df.iterrows():
+        where = f"{path} line {i + 2}"
+        g, a = r["gender"].strip().lower(), r["age"].strip()
+        if g and g not in ("male", "female", "0", "1"):
+            raise MaskclsError(f"{where}: gender {r['gender']!r} is not male/female/0/1")
+        if a and not (a.isdigit() and int(a) <= 120):
+            raise MaskclsError(f"{where}: age {r['age']!r} is not a whole number of years (0..120)")
+    if df["person"].duplicated().any():
+        raise MaskclsError(f"{path}: person {df.loc[df['person'].duplicated(), 'person'].iloc[0]} is listed twice")
+    return df
+
+
+def relabel(table: pd.DataFrame, fixes: pd.DataFrame, age_upper: int) -> pd.DataFrame:
+    """The table with each listed person's gender and/or age replaced (all of their images)."""
+    unknown = sorted(set(fixes["person"]) - set(table["person"]))
+    if unknown:
+        raise MaskclsError(f"--relabel: {len(unknown)} person(s) not in the training set, e.g. {unknown[0]}")
+    out = table.copy()
+    for _, r in fixes.iterrows():
+        rows = out["person"] == r["person"]
+        g, a = r["gender"].strip().lower(), r["age"].strip()
+        if g:
+            code = int(g) if g.isdigit() else labels.gender_code(g)
+            out.loc[rows, "gender"], out.loc[rows, "gender_name"] = code, labels.GENDER_NAMES[code]
+        if a:
+            out.loc[rows, "age_years"], out.loc[rows, "age"] = int(a), labels.age_group(int(a), age_upper)
+    out["class"] = labels.encode(out["mask"], out["gender"], out["age"])
+    return out
+
+
+def excluded(table: pd.DataFrame, path: str | Path) -> pd.Series:
+    """Which rows an exclude file names: person + stem (or the stem of `path`) = one image; person alone = all."""
+    path = Path(path)
+    df = read_csv(path, ["person"], dtype=str, keep_default_na=False)
+    unknown = sorted(set(df["person"]) - set(table["person"]))
+    if unknown:
+        raise MaskclsError(f"{path}: {len(unknown)} person(s) not in the training set, e.g. {unknown[0]}")
+    if "stem" not in df:  # suspects.csv and the like name the image by its path
+        df["stem"] = df["path"].map(lambda p: Path(p).stem if p else "") if "path" in df else ""
+    whole = set(df.loc[df["stem"] == "", "person"])
+    images = set(zip(df.loc[df["stem"] != "", "person"], df.loc[df["stem"] != "", "stem"], strict=True))
+    keys = pd.Series(list(zip(table["person"], table["stem"], strict=True)), index=table.index)
+    return table["person"].isin(whole) | keys.isin(images)
 
 
 def load_pseudo(path: str | Path, age_upper: int) -> pd.DataFrame:

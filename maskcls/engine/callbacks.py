@@ -45,12 +45,18 @@ class ConsoleCallback(Callback):
         if self.total > self.done:  # the whole run: every epoch of every fold still to train
             left = elapsed / self.done * (self.total - self.done)
             eta = f"  run {self.done}/{self.total} epochs, about {clock(left)} left"
+        score = f"  f1 {row['score']:.4f}  ({heads})" if row["score"] == row["score"] else ""  # NaN: final fit
+        weights = f"  [{row['weights']} weights]" if "weights" in row else ""
         self.console.print(
-            f"  epoch {row['epoch'] + 1:>3}  loss {row['train_loss']:.4f}  f1 {row['score']:.4f}  ({heads})"
+            f"  epoch {row['epoch'] + 1:>3}  loss {row['train_loss']:.4f}{score}{weights}"
             f"  lr {row['lr']:.2e}  {row['seconds']:.0f}s{best}{eta}"
         )
 
     def on_fold_end(self, fold, summary):
+        if summary.get("final_fit"):
+            self.console.print(f"final fit: {summary['best_epoch'] + 1} epochs on every person, "
+                               f"{summary['weights']} weights saved as best.pt")  # fmt: skip
+            return
         t = Table(title=f"fold {fold}: best epoch {summary['best_epoch'] + 1}")
         t.add_column("head")
         t.add_column("macro-F1", justify="right")

@@ -49,6 +49,8 @@ console = Console()
 # same experiment). --epochs extends (or, before it ends, shortens) it; the LR schedule is then
 # recomputed for the new length from the step reached.
 RESUME_KEYS = ("epochs", "workers", "device", "cache_dir", "wandb")
+FINAL = "none"  # --fold none: the final fit, every person trains, nothing validates (folder fold-none/)
+FINAL_SEED = 99  # the final fit seeds its initialisation, sampling and augmentation as fold 99 would
 
 
 def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
@@ -65,10 +67,12 @@ def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
 
 
 class FoldTrainer:
-    """Trains one fold: the loop, validation, checkpoints and resume."""
+    """Trains one fold (or, fold "none", every person): the loop, validation, checkpoints and resume."""
 
-    def __init__(self, cfg, table: pd.DataFrame, fold: int, fold_dir: Path, callbacks: list[Callback]):
+    def __init__(self, cfg, table: pd.DataFrame, fold: int | str, fold_dir: Path, callbacks: list[Callback]):
         self.cfg, self.fold, self.dir, self.callbacks = cfg, fold, fold_dir, callbacks
+        self.final = fold == FINAL
+        self.key = FINAL_SEED if self.final else fold  # what seeds this fold's randomness
         self.kinds = build_heads(cfg)  # {head: kind}: targets, loss and probabilities of each head
         self.heads = widths(self.kinds)
         self.ctx = distributed.setup(cfg.device)
@@ -79,12 +83,15 @@ class FoldTrainer:
             raise MaskclsError(f"--batch-size {cfg.batch_size} (global) must divide by {self.ctx.world} processes")
         self.amp = cfg.amp and self.device.type == "cuda"
         self.channels_last = cfg.channels_last and self.device.type == "cuda"
-        # --drop-ages removes training images of those ages; validation keeps every image (comparable scores)
-        self.train_df = drop_ages(table[table["fold"] != fold], parse_ages(cfg.drop_ages)).reset_index(drop=True)
-        self.val_df = table[(table["fold"] == fold) & ~table["train_only"]].reset_index(drop=True)
-        if self.val_df.empty or self.train_df.empty:
+        # --drop-ages and --exclude remove training images only; validation keeps every image, so scores
+        # of runs with and without them compare on the same persons (--relabel changes both: data/table.py)
+        train = table if self.final else table[table["fold"] != fold]
+        self.train_df = drop_ages(train[~train["excluded"]], parse_ages(cfg.drop_ages)).reset_index(drop=True)
+        val = table.iloc[:0] if self.final else table[(table["fold"] == fold) & ~table["train_only"]]
+        self.val_df = val.reset_index(drop=True)
+        if self.train_df.empty or (self.val_df.empty and not self.final):
             raise MaskclsError(f"fold {fold} leaves an empty train or validation set")
-        seed_everything(cfg.seed, fold)  # initialisation depends on the seed and fold only
+        seed_everything(cfg.seed, self.key)  # initialisation depends on the seed and fold only
         self.model = build_model(cfg, self.heads).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -96,9 +103,16 @@ class FoldTrainer:
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             ids = [self.ctx.local_rank] if self.device.type == "cuda" else None
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        # EMA of the weights (timm's ModelEmaV3, decay warmed up over the first steps: a short run
+        # would otherwise average in its random start); validated beside the raw weights.
+        self.ema = None
+        if cfg.ema:
+            from timm.utils import ModelEmaV3  # timm.utils imports wandb when installed: only on request
+
+            self.ema = ModelEmaV3(self.model, decay=cfg.ema, use_warmup=True, warmup_power=3 / 4)
         self.workers = cfg.workers if cfg.workers >= 0 else auto_workers(self.device)
         self.train_loader = self._loader(self.train_df, train=True)
-        self.val_loader = self._loader(self.val_df, train=False)
+        self.val_loader = None if self.final else self._loader(self.val_df, train=False)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accum_steps)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch))
@@ -109,7 +123,10 @@ class FoldTrainer:
 
     def _loader(self, df: pd.DataFrame, train: bool) -> DataLoader:
         cfg = self.cfg
-        y = df[[k.column for k in self.kinds.values()]].to_numpy()
+        # the heads' label columns, then the group a mixer's `rare` partner rule draws by: the age
+        # group where the model has an age head, else the task's own label
+        group = "age" if "age" in self.kinds else next(iter(self.kinds.values())).column
+        y = df[[*(k.column for k in self.kinds.values()), group]].to_numpy()
         augment = build_augment(cfg.augment, cfg.img_size, seed=cfg.seed) if train else None
         source = None
         if cfg.cache:
@@ -123,7 +140,7 @@ class FoldTrainer:
             ds = torch.utils.data.Subset(ds, self.val_idx.tolist()) if self.ctx.active else ds
             return DataLoader(ds, batch_size=cfg.batch_size * 2, shuffle=False, **kw)
         balance_on = "balance" if len(self.heads) > 1 else next(iter(self.heads))  # group labels, never years
-        self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.fold)
+        self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.key)
         drop_last = len(ds) > cfg.batch_size
         self.generator = torch.Generator()
         if self.ctx.active:  # this rank's slice of each global batch: the union is the 1-process draw
@@ -142,6 +159,7 @@ class FoldTrainer:
             epoch=epoch, fold=self.fold, optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(),
             scaler=self.scaler.state_dict(), best_score=self.best_score, best_epoch=self.best_epoch,
             history=self.history, finished=self.finished,
+            **({"ema": self.ema.module.state_dict()} if self.ema is not None else {}),
         )  # fmt: skip
 
     def resume(self) -> None:
@@ -158,6 +176,8 @@ class FoldTrainer:
         self.opt.load_state_dict(ckpt["optimizer"])
         self.sched.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None:  # a run started before --ema existed has none: its EMA starts here
+            self.ema.module.load_state_dict(ckpt.get("ema", ckpt["model"]))
         self.start_epoch = ckpt["epoch"] + 1
         self.best_score, self.best_epoch, self.history = ckpt["best_score"], ckpt["best_epoch"], ckpt["history"]
         # Finished is recomputed, not read: `--resume RUN --epochs N` extends a run that had ended.
@@ -170,12 +190,12 @@ class FoldTrainer:
     def train_one_epoch(self, epoch: int, progress: Progress) -> float:
         cfg, model = self.cfg, self.net
         model.train()
-        seed_everything(cfg.seed, self.fold, epoch)  # same batches and augmentations after a resume
+        seed_everything(cfg.seed, self.key, epoch)  # same batches and augmentations after a resume
         self.sampler.set_epoch(epoch)
-        self.generator.manual_seed(cfg.seed * 1000 + self.fold * 100 + epoch)
+        self.generator.manual_seed(cfg.seed * 1000 + self.key * 100 + epoch)
         aug = self.train_loader.dataset.augment
         if aug is not None:  # each rank its own augmentation stream
-            aug.set_random_seed(cfg.seed * 1000 + self.fold * 100 + epoch + 7919 * self.ctx.rank)
+            aug.set_random_seed(cfg.seed * 1000 + self.key * 100 + epoch + 7919 * self.ctx.rank)
         mix_gen = torch.Generator().manual_seed(cfg.seed + epoch)
         weights = {h: cfg.loss_weights.get(h, 1.0) for h in self.heads}
         task = progress.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=len(self.train_loader), loss=float("nan"))
@@ -187,7 +207,7 @@ class FoldTrainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             targets = {h: kind.targets(y[:, i]) for i, (h, kind) in enumerate(self.kinds.items())}
             if self.mixer is not None:
-                x, targets = self.mixer(x, targets, mix_gen)
+                x, targets = self.mixer(x, targets, mix_gen, groups=y[:, -1])
             with autocast(self.device, self.amp):
                 out = model(x)
             loss = sum(weights[h] * kind.loss(out[h], targets[h]) for h, kind in self.kinds.items())
@@ -200,10 +220,15 @@ class FoldTrainer:
                 )
             self.scaler.scale(loss / cfg.accum_steps).backward()
             if (step + 1) % cfg.accum_steps == 0 or step + 1 == len(self.train_loader):
+                if cfg.clip_grad:
+                    self.scaler.unscale_(self.opt)  # clip the true gradients, not the AMP-scaled ones
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
                 self.scaler.step(self.opt)
                 self.scaler.update()
                 self.opt.zero_grad(set_to_none=True)
                 self.sched.step()
+                if self.ema is not None:
+                    self.ema.update(self.model, step=self.sched.last_epoch)  # last_epoch: optimizer steps so far
             total += loss.item() * len(x)
             n += len(x)
             progress.update(task, advance=1, loss=total / n)
@@ -217,8 +242,8 @@ class FoldTrainer:
             torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)
         return bad.item() == 0
 
-    def validate(self) -> tuple[dict, dict]:
-        probs = infer(self.model, self.val_loader, self.device, self.kinds, self.amp)
+    def validate(self, model: torch.nn.Module) -> tuple[dict, dict]:
+        probs = infer(model, self.val_loader, self.device, self.kinds, self.amp)
         probs = distributed.gather(self.val_idx, probs, len(self.val_df))  # the whole fold, on every rank
         targets = {h: self.val_df[h].to_numpy() for h in [*self.heads, "class"]}
         metrics = evaluate({h: probs[h] for h in self.heads}, targets)
@@ -241,11 +266,11 @@ class FoldTrainer:
                     break
                 t0 = time.time()
                 train_loss = self.train_one_epoch(epoch, progress)
-                probs, metrics = self.validate()
+                model, probs, metrics, scores = self.validate_weights()
                 improved = metrics["score"] > self.best_score
                 if improved:
                     self.best_score, self.best_epoch = metrics["score"], epoch
-                row = {"epoch": epoch, "train_loss": train_loss, "score": metrics["score"],
+                row = {"epoch": epoch, "train_loss": train_loss, "score": metrics["score"], **scores,
                        "lr": self.opt.param_groups[0]["lr"], "seconds": time.time() - t0, "best": improved,
                        **{f"{h}_f1": m["f1"] for h, m in metrics.items() if isinstance(m, dict)},
                        **{f"{h}_{k}": m[k] for h, m in metrics.items() if isinstance(m, dict)
@@ -253,8 +278,10 @@ class FoldTrainer:
                 self.history.append(row)
                 patience = self.cfg.patience
                 self.finished = epoch + 1 == self.cfg.epochs or bool(patience and epoch - self.best_epoch >= patience)
-                if improved and self.ctx.main:
-                    self._save_best(epoch, probs, metrics)
+                if self.final and self.finished and self.ctx.main:  # nothing validates: the last weights
+                    self._save_final(epoch, model, train_loss)
+                elif improved and self.ctx.main:
+                    self._save_best(epoch, model, probs, metrics)
                 if self.ctx.main:
                     save_checkpoint(self.dir / "last.pt", self.model, self.cfg, self.heads, **self._state(epoch))
                     io.write_csv(self.dir / "history.csv", pd.DataFrame(self.history))
@@ -268,11 +295,36 @@ class FoldTrainer:
             cb.on_fold_end(self.fold, summary)
         return summary
 
-    def _save_best(self, epoch: int, probs: dict, metrics: dict) -> None:
-        save_checkpoint(self.dir / "best.pt", self.model, self.cfg, self.heads, epoch=epoch, fold=self.fold,
-                        best_score=metrics["score"])  # fmt: skip
+    def validate_weights(self) -> tuple[torch.nn.Module, dict | None, dict, dict]:
+        """(weights, probabilities, metrics, scores) of the better of the raw and the EMA weights.
+
+        The final fit validates nothing: its weights are the EMA ones when --ema is on, else the raw.
+        """
+        if self.final:
+            return (self.ema.module if self.ema else self.model), None, {"score": float("nan")}, {}
+        probs, metrics = self.validate(self.model)
+        if self.ema is None:
+            return self.model, probs, metrics, {}
+        ema_probs, ema_metrics = self.validate(self.ema.module)
+        scores = {"raw_score": metrics["score"], "ema_score": ema_metrics["score"]}
+        if ema_metrics["score"] > metrics["score"]:
+            return self.ema.module, ema_probs, ema_metrics, {**scores, "weights": "ema"}
+        return self.model, probs, metrics, {**scores, "weights": "raw"}
+
+    def _save_final(self, epoch: int, model: torch.nn.Module, train_loss: float) -> None:
+        weights = "ema" if model is not self.model else "raw"
+        save_checkpoint(self.dir / "best.pt", model, self.cfg, self.heads, epoch=epoch, fold=self.fold,
+                        best_score=None, weights=weights)  # fmt: skip
+        io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch, "best_score": None,
+                                                  "final_fit": True, "weights": weights, "train_loss": train_loss,
+                                                  "metrics": {}})  # fmt: skip
+
+    def _save_best(self, epoch: int, model: torch.nn.Module, probs: dict, metrics: dict) -> None:
+        weights = "ema" if model is not self.model else "raw"
+        save_checkpoint(self.dir / "best.pt", model, self.cfg, self.heads, epoch=epoch, fold=self.fold,
+                        best_score=metrics["score"], weights=weights)  # fmt: skip
         io.write_csv(self.dir / "oof.csv", oof_table(self.val_df, probs, self.fold))
-        io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch,
+        io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch, "weights": weights,
                                                   "best_score": metrics["score"], "metrics": metrics})  # fmt: skip
         preds = {head: probs[head].argmax(1) for head in self.heads}
         if "class" in metrics and "class" not in preds:  # the three heads combined: the leaderboard's view
@@ -300,6 +352,9 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
     if new and ctx.main:
         io.write_json(run_dir / "config.json", cfg)
         io.write_json(run_dir / "label_map.json", heads.label_map(heads.task_heads(cfg.task, cfg.head), cfg.age_upper))
+        for key in ("exclude", "relabel"):  # the run keeps the hand-made files it trained with
+            if cfg[key]:
+                io.write_text(run_dir / f"{key}.csv", Path(cfg[key]).read_text())
     console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
     if ctx.active:
         backend = torch.distributed.get_backend()
@@ -311,23 +366,29 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
     folds = folds if ctx.main else load_folds(run_dir / "folds.csv")
     extra = table[table["train_only"]].assign(fold=-1)  # fold -1: in every training set, never validated
     table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), extra], ignore_index=True)
-    fold_ids = [int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all" else [int(cfg.fold)]
+    fold_ids = ([int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all"
+                else [FINAL] if cfg.fold == FINAL else [int(cfg.fold)])  # fmt: skip
     callbacks = callbacks if callbacks is not None else [ConsoleCallback(console)]
     if cfg.wandb:
         callbacks = [*callbacks, WandbCallback(cfg.wandb_project, run_dir)]
-    done = {k: len(pd.read_csv(h)) for k in fold_ids if (h := run_dir / f"fold{k}" / "history.csv").is_file()}
+    done = {k: len(pd.read_csv(h)) for k in fold_ids if (h := run_dir / fold_dir_name(k) / "history.csv").is_file()}
     for cb in callbacks:
         cb.on_run_start(sum(max(cfg.epochs - done.get(k, 0), 0) for k in fold_ids))
     summaries = []
     for k in fold_ids:
         try:
-            summaries.append(FoldTrainer(cfg, table, k, run_dir / f"fold{k}", callbacks).fit())
+            summaries.append(FoldTrainer(cfg, table, k, run_dir / fold_dir_name(k), callbacks).fit())
         except torch.cuda.OutOfMemoryError:
             raise MaskclsError(
                 f"CUDA out of memory at batch size {cfg.batch_size}: lower --batch-size "
                 "(or keep the effective batch with accum_steps)"
             ) from None
     return summaries, fold_ids
+
+
+def fold_dir_name(fold: int | str) -> str:
+    """fold0, fold1, ...; fold-none for the final fit."""
+    return f"fold-{fold}" if fold == FINAL else f"fold{fold}"
 
 
 def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
@@ -368,6 +429,13 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     if cfg.external:
         n = int(table["external"].sum())
         console.print(f"external faces from {cfg.external}: {n} (train only; age and gender, never mask)")
+    if cfg.relabel:
+        console.print(f"--relabel {cfg.relabel}: labels of those persons replaced, for training and validation")
+    if cfg.exclude:
+        n = int(table["excluded"].sum())
+        console.print(f"--exclude {cfg.exclude}: {n} images train in no fold (they still validate)")
+    if cfg.fold == FINAL and cfg.patience:
+        raise MaskclsError("--patience stops on validation scores; --fold none validates nothing: drop one")
     if cfg.drop_ages:
         ages = parse_ages(cfg.drop_ages)
         n = int((table["age_years"].isin(ages) & ~table["train_only"]).sum())
@@ -397,11 +465,13 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=False)
     if not ctx.main:
         return run_dir
-    oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in fold_ids], ignore_index=True)
-    io.write_csv(run_dir / "oof.csv", oof)
-    histories = {k: pd.read_csv(run_dir / f"fold{k}" / "history.csv") for k in fold_ids}
+    validated = [k for k in fold_ids if k != FINAL]
+    if validated:
+        oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in validated], ignore_index=True)
+        io.write_csv(run_dir / "oof.csv", oof)
+    histories = {k: pd.read_csv(run_dir / fold_dir_name(k) / "history.csv") for k in fold_ids}
     plot_curves(histories, run_dir / "curves.png", f"{run_dir.name}: {cfg.task} {cfg.backbone} {cfg.img_size}")
-    io.write_json(run_dir / "summary.json", {"folds": [int(k) for k in fold_ids],
-                  "scores": [s["best_score"] for s in summaries],
-                  "mean_score": float(np.mean([s["best_score"] for s in summaries]))})  # fmt: skip
+    scores = [s["best_score"] for s in summaries if s["best_score"] is not None]
+    io.write_json(run_dir / "summary.json", {"folds": fold_ids, "scores": scores,
+                  "mean_score": float(np.mean(scores)) if scores else None})  # fmt: skip
     return run_dir

@@ -17,6 +17,7 @@ from maskcls.engine.metrics import head_metrics
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, class_names, predict_classes
 from maskcls.post.probs import align, heads_of, read_probs, task_probs
+from maskcls.runs import read_oof
 
 
 def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> dict[str, np.ndarray]:
@@ -135,12 +136,9 @@ def report(metrics: dict, y: np.ndarray, age_upper: int, png: Path, console: Con
 
 def score_run(run_dir: Path, console: Console | None = None) -> dict:
     """Score a run's out-of-fold rows like a submission: 18-class and per-head F1, table and RUN/score-f1.png."""
-    import json
-
     console = console or Console()
     run_dir = Path(run_dir)
-    oof = read_csv(run_dir / "oof.csv", ["path", "class"])
-    cfg = json.loads((run_dir / "config.json").read_text()) if (run_dir / "config.json").is_file() else {}
+    oof, cfg = read_oof(run_dir)
     probs = {h: oof[HEADS[h].columns()].to_numpy() for h in HEADS if f"{h}_0" in oof}
     if not ("class" in probs or set(FACTORS) <= set(probs)):
         raise MaskclsError(f"{run_dir}: a {', '.join(probs)} run; the 18 classes need mask, gender and age (or flat18)")

@@ -21,10 +21,10 @@ import torch
 from sklearn.metrics import f1_score
 
 from maskcls import io, labels
-from maskcls.data.index import read_csv
 from maskcls.engine.kinds import AGES, groups_from_cumulative
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, predict_classes
+from maskcls.runs import read_oof
 
 TUNED = "tuned.json"
 BIASES = np.round(np.arange(-2.0, 2.01, 0.25), 2)  # candidate biases (log-probability units)
@@ -53,10 +53,7 @@ def _score(probs: dict[str, np.ndarray], y: dict[str, np.ndarray]) -> float:
 
 
 def _read_oof(run: Path) -> tuple[pd.DataFrame, dict]:
-    path, cfg_path = run / "oof.csv", run / "config.json"
-    if not cfg_path.is_file():
-        raise MaskclsError(f"{run}: not a run directory (no config.json)")
-    return read_csv(path, ["path", "class"]), json.loads(cfg_path.read_text())
+    return read_oof(run)
 
 
 def tune(runs: list[Path]) -> dict:
