@@ -204,7 +204,7 @@ def main() -> None:
                                       args.ablation_epochs, args.seed, answers, log, reuse_from=reuse,
                                       tune=v.tune, fold=v.fold))  # fmt: skip
             results[-1]["slug"] = v.slug
-            if v.slug == "default":
+            if v.slug == "default" and args.seeds > 1:  # --seeds 1 keeps the seed rows already measured
                 report["seeds"] = [results[-1]] + [
                     experiment(
                         f"default, seed {args.seed + k}",
