@@ -45,6 +45,8 @@ class Variant:
     reuse: str | None = None  # predict with another variant's models instead of training
     tune: bool = False  # maskcls tune-thresholds on the run's out-of-fold rows, then predict with them
     fold: str = "0"  # "none": the final fit on every person (no validation)
+    crop_flags: list[str] = field(default_factory=list)  # another crop box (its own crops folder)
+    exclude_top: float = 0.0  # audit a --fold all run, then train without the top share of suspect persons
 
 
 ABLATIONS = [
@@ -73,7 +75,15 @@ ABLATIONS = [
     ),  # fmt: skip
     Variant("ema", "EMA of the weights (decay 0.999, warmed up)", ["--ema", "0.999"]),
     Variant("final-fit", "final fit on every person (--fold none, same epochs)", fold="none"),
+    Variant("audit-exclude", "audit (5 folds) then --exclude the top 5% suspect persons", exclude_top=0.05),
+    Variant(
+        "crop-low",
+        "crop box lower and larger (margin 0.3, down-shift 0.25)",
+        crop_flags=["--margin", "0.3", "--down-shift", "0.25"],
+    ),  # fmt: skip
+    Variant("mask-styles", "mask restyling augmentation (--augment masks)", ["--augment", "masks"]),
 ]
+AUDIT_EPOCHS = 4  # the audit run's budget per fold (5 folds): enough to rank, a third of a full run
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -90,9 +100,43 @@ def maskcls(*args) -> list[str]:
     return [sys.executable, "-m", "maskcls", *map(str, args)]
 
 
+def audit_exclude(data: Path, out: Path, top: float, seed: int, log: Path) -> Path:
+    """Train every fold, audit, and write the top `top` share of suspect persons as an --exclude file."""
+    import pandas as pd
+
+    runs = out / "audit-runs"
+    if not (runs / "joint" / "oof.csv").is_file():
+        train = maskcls("train-joint", "--data", data, *RECIPE, "--epochs", AUDIT_EPOCHS, "--seed", seed)
+        run([*train, "--fold", "all", "--out", runs, "--name", "joint", "--cache-dir", out.parent / "cache"], log)
+    run(maskcls("audit", runs / "joint", "--out", out / "audit"), log)
+    sus = pd.read_csv(out / "audit" / "suspects.csv", dtype={"person": str, "stem": str}, keep_default_na=False)
+    persons = sus[sus["unit"] == "person"].drop_duplicates("person")
+    chosen = persons.head(round(top * len(persons)))
+    path = out / "exclude.csv"
+    chosen[["person", "stem", "head", "given", "predicted", "loss"]].to_csv(path, index=False)
+    return path
+
+
+def mask_by_style(pred: Path, answers: Path, faces: Path) -> dict:
+    """Mask macro-F1 per mask style: the faces of that style (worn, below the nose, on the chin) with
+    the bare faces (so all three states are present), as faces.csv names them."""
+    import pandas as pd
+    from sklearn.metrics import f1_score
+
+    p = pd.read_csv(pred).merge(pd.read_csv(answers), on="ImageID").merge(pd.read_csv(faces), on="ImageID")
+    p["pred"] = p[["mask_0", "mask_1", "mask_2"]].to_numpy().argmax(1)
+    p["true"] = p["ans"] // 6
+    bare = p[p["style"] == "none"]
+    out = {}
+    for style, g in p[p["style"] != "none"].groupby("style"):
+        both = pd.concat([g, bare])
+        out[style] = round(float(f1_score(both["true"], both["pred"], average="macro")), 4)
+    return out
+
+
 def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, tta: bool, epochs: int, seed: int,
                answers: Path | None, log: Path, reuse_from: Path | None = None,
-               tune: bool = False, fold: str = "0") -> dict:  # fmt: skip
+               tune: bool = False, fold: str = "0", faces: Path | None = None) -> dict:  # fmt: skip
     """Train (or reuse) the models of one variant, predict, submit; returns the scores and seconds."""
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
@@ -120,6 +164,9 @@ def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, t
         result["val_age_mae"] = round(val["age"]["mae"], 2)
     if answers is not None:
         result.update(json.loads((out / "score.json").read_text()))
+    mask_pred = preds.get("joint", preds.get("mask"))
+    if answers is not None and faces is not None and faces.is_file() and mask_pred is not None:
+        result["mask_by_style"] = mask_by_style(mask_pred, answers, faces)
     console.print(
         f"{name}: " + (f"macro-F1 {result['class']['f1']:.4f}" if answers else "done") + f" ({result['seconds']} s)"
     )
@@ -196,13 +243,21 @@ def main() -> None:
         for v in chosen:
             reuse = out / "ablations" / v.reuse if v.reuse else None
             src = crops if v.crop else data
+            if v.crop_flags:  # its own crop box: its own crops folder
+                src = out / f"crops-{v.slug}"
+                run(maskcls("crop", "--data", data, "--out", src, "--detectors", "haar,center", "--size", "256 192",
+                            *v.crop_flags), log)  # fmt: skip
             if "{external}" in v.flags and not args.external.is_dir():
                 console.print(f"[yellow]skipped {v.slug}: no external faces at {args.external}[/]")
                 continue
             flags = [f.replace("{external}", str(args.external)) for f in v.flags]
+            if v.exclude_top:
+                ablation = out / "ablations" / v.slug
+                ablation.mkdir(parents=True, exist_ok=True)
+                flags += ["--exclude", str(audit_exclude(src, ablation, v.exclude_top, args.seed, log))]
             results.append(experiment(v.name, src, out / "ablations" / v.slug, flags, v.tasks, v.tta,
                                       args.ablation_epochs, args.seed, answers, log, reuse_from=reuse,
-                                      tune=v.tune, fold=v.fold))  # fmt: skip
+                                      tune=v.tune, fold=v.fold, faces=data / "faces.csv"))  # fmt: skip
             results[-1]["slug"] = v.slug
             if v.slug == "default" and args.seeds > 1:  # --seeds 1 keeps the seed rows already measured
                 report["seeds"] = [results[-1]] + [
@@ -225,10 +280,24 @@ def main() -> None:
         kept = [r for r in previous.get("ablations", []) if r.get("slug", slug_of(r["name"])) not in fresh]
         report["ablations"] = sorted([*kept, *results], key=lambda r: order.index(r.get("slug", slug_of(r["name"]))))
         results = report["ablations"]
+        for r in results:  # rows measured before the per-style figures existed, whose predictions are here
+            pred = out / "ablations" / r.get("slug", slug_of(r["name"])) / "joint.csv"
+            if "mask_by_style" not in r and answers is not None and (data / "faces.csv").is_file() and pred.is_file():
+                r["mask_by_style"] = mask_by_style(pred, answers, data / "faces.csv")
         t = new_table(f"ablations: {args.ablation_epochs} epochs each, fold 0, seed {args.seed}")
         for r in results:
             row(t, r)
         console.print(t)
+        styled = [r for r in results if "mask_by_style" in r]
+        if styled:
+            styles = sorted(styled[0]["mask_by_style"])
+            t = Table(title="mask macro-F1 by mask style (that style's faces + the bare faces)")
+            for c in ("variant", *styles, "worst"):
+                t.add_column(c, justify="left" if c == "variant" else "right")
+            for r in styled:
+                f = r["mask_by_style"]
+                t.add_row(r["name"], *[f"{f[k]:.3f}" for k in styles], f"{min(f.values()):.3f}")
+            console.print(t)
         if answers is not None and "seeds" in report:
             import numpy as np
 

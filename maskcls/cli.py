@@ -7,7 +7,7 @@ import sys
 import typer
 from rich.console import Console
 
-from maskcls.commands import cache, crop, eda, make_demo, predict, runs, submit, train
+from maskcls.commands import audit, cache, crop, eda, make_demo, predict, runs, submit, train
 from maskcls.commands import config as config_cmd
 from maskcls.errors import MaskclsError
 
@@ -33,6 +33,7 @@ for _task in ("mask", "gender", "age", "joint"):
 app.command("tune-thresholds", rich_help_panel="Predict and submit")(predict.tune_thresholds_command)
 app.command("predict", rich_help_panel="Predict and submit")(predict.predict_command)
 app.command("runs", rich_help_panel="Train")(runs.runs_command)
+app.command("audit", rich_help_panel="Train")(audit.audit_command)
 app.add_typer(config_cmd.app, name="config", rich_help_panel="Settings")
 app.command("ensemble", rich_help_panel="Predict and submit")(submit.ensemble_command)
 app.command("pseudo-label", rich_help_panel="Predict and submit")(submit.pseudo_label_command)

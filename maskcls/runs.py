@@ -55,7 +55,7 @@ def read_oof(run_dir: str | Path, required: tuple[str, ...] = ("path", "class"))
     if not (run_dir / "oof.csv").is_file() and cfg.get("fold") == "none":
         raise MaskclsError(f"{run_dir}: a final fit (--fold none) validates nothing, so it has no out-of-fold rows; "
                            "use the run that chose its recipe")  # fmt: skip
-    return read_csv(run_dir / "oof.csv", list(required)), cfg
+    return read_csv(run_dir / "oof.csv", list(required), dtype={"person": str, "path": str}), cfg
 
 
 SCORE_HEADS = ("class", "mask", "gender", "age")

@@ -18,6 +18,15 @@ def crop_command(
     margin: Annotated[
         float, typer.Option(help="Margin around the face box, as a share of its size per side.", min=0.0, max=2.0)
     ] = 0.2,
+    down_shift: Annotated[
+        float,
+        typer.Option(
+            help="Move the box down by this share of the face height (keeps the chin and a mask pulled down "
+            "to it), e.g. 0.2.",
+            min=-0.5,
+            max=1.0,
+        ),
+    ] = 0.1,
     retinaface_weights: Annotated[
         Path | None,
         typer.Option(help="Local RetinaFace weights (offline); else the release URL.", dir_okay=False, exists=True),
@@ -49,8 +58,9 @@ def crop_command(
 
     h, w = parse_img_size(size, "--size")
     dev = str(resolve_device(device))
+    settings = CropSettings(size=(h, w), margin=margin, down_shift=down_shift)
     result = run_crop(
-        data, out, [d.strip() for d in detectors.split(",") if d.strip()], CropSettings(size=(h, w), margin=margin),
+        data, out, [d.strip() for d in detectors.split(",") if d.strip()], settings,
         workers=(os.cpu_count() or 1) if workers < 0 else workers, batch_size=batch_size, strict=strict, force=force,
         weights=None if retinaface_weights is None else str(retinaface_weights), device=dev,
         threshold=retinaface_threshold,

@@ -119,11 +119,14 @@ class FaceDataset(Dataset):
     """(image uint8 CHW, labels int64 [n_heads]) for the given paths.
 
     `source` loads the image at the training size; it defaults to decoding the file and can
-    be swapped for the decoded-image cache. `augment` is an albumentations Compose or None.
+    be swapped for the decoded-image cache. `augment` is an albumentations Compose or None;
+    `mask_on` (one bool per image: does it show a mask?) reaches the augmentations that need it.
     """
 
-    def __init__(self, paths: Sequence[str], labels: np.ndarray | None, img_size, augment=None, source=None):
+    def __init__(self, paths: Sequence[str], labels: np.ndarray | None, img_size, augment=None, source=None,
+                 mask_on: Sequence[bool] | None = None):  # fmt: skip
         self.paths = list(paths)
+        self.mask_on = None if mask_on is None else np.asarray(mask_on, dtype=bool)
         self.labels = None if labels is None else torch.tensor(np.asarray(labels), dtype=torch.int64)
         self.img_size = tuple(img_size)
         self.augment = augment
@@ -140,7 +143,8 @@ class FaceDataset(Dataset):
     def __getitem__(self, i: int):
         img = self.load(i)
         if self.augment is not None:
-            img = self.augment(image=img)["image"]
+            extra = {} if self.mask_on is None else {"mask_on": bool(self.mask_on[i])}
+            img = self.augment(image=img, **extra)["image"]
         x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
         y = self.labels[i] if self.labels is not None else torch.zeros(0, dtype=torch.int64)
         return x, y

@@ -132,7 +132,8 @@ class FoldTrainer:
         if cfg.cache:
             cache_dir = cache_dir_of(cfg, self.dir.parent.parent)  # beside the run directories
             source = cached_source(cache_dir, cfg.img_size, df["path"].tolist(), console)
-        ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment, source=source)
+        mask_on = df["mask"].isin([0, 1]).to_numpy()  # worn or pulled down: a mask to restyle (-1: unknown)
+        ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment, source=source, mask_on=mask_on)
         kw = dict(num_workers=self.workers, pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
                   persistent_workers=self.workers > 0)  # fmt: skip
         if not train:  # each rank validates every world-th image; validate() gathers the whole fold
@@ -467,7 +468,8 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         return run_dir
     validated = [k for k in fold_ids if k != FINAL]
     if validated:
-        oof = pd.concat([pd.read_csv(run_dir / f"fold{k}" / "oof.csv") for k in validated], ignore_index=True)
+        parts = [pd.read_csv(run_dir / f"fold{k}" / "oof.csv", dtype={"person": str}) for k in validated]
+        oof = pd.concat(parts, ignore_index=True)  # person ids stay text: 000001, not 1
         io.write_csv(run_dir / "oof.csv", oof)
     histories = {k: pd.read_csv(run_dir / fold_dir_name(k) / "history.csv") for k in fold_ids}
     plot_curves(histories, run_dir / "curves.png", f"{run_dir.name}: {cfg.task} {cfg.backbone} {cfg.img_size}")
