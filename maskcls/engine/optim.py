@@ -15,7 +15,8 @@ import torch
 OPTIMIZERS = {
     "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
     "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
-    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True),
+    # Nesterov needs momentum: `--set momentum=0` is plain SGD
+    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0),
 }
 
 
