@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from maskcls.data.sampling import BalancedSampler, ShardSampler
 
@@ -65,11 +66,16 @@ def test_ddp_on_two_processes_matches_one_process(demo_data, tmp_path):
 
 
 def test_gpus_flag_relaunches_under_torchrun(demo_data, tmp_path):
+    # with the winners' recipe on: EMA, gradient clipping and half-image CutMix on each rank's slice
+    recipe = ["--ema", "0.9", "--clip-grad", "1", "--cutmix", "1", "--cutmix-mode", "halves",
+              "--cutmix-partner", "rare"]  # fmt: skip
     proc = subprocess.run([sys.executable, "-m", "maskcls", *ARGS, "--epochs", "1", "--gpus", "2", "--data", demo_data,
-                           "--out", tmp_path / "g"], capture_output=True, text=True, timeout=600)  # fmt: skip
+                           *recipe, "--out", tmp_path / "g"], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "DistributedDataParallel: 2 processes (gloo), global batch 16 = 2 x 8" in proc.stdout
     assert len(pd.read_csv(tmp_path / "g" / "gender-test_resnet" / "oof.csv")) == 84
+    last = torch.load(tmp_path / "g" / "gender-test_resnet" / "fold0" / "last.pt", weights_only=True)
+    assert "ema" in last and set(last["ema"]) == set(last["model"])
 
 
 def test_gpu_bench_says_no_cuda_and_exits_0_on_a_cpu_machine():
