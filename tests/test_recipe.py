@@ -165,29 +165,20 @@ def _tiny() -> dict:
     return {"backbone": "test_resnet", "img_size": [96, 72], "batch_size": 16, "workers": 0, "cache": False}
 
 
-@pytest.mark.parametrize("content,expected", [
-    ("person,stem\nnobody,\n", "ex.csv: 1 person(s) not in the training set, e.g. nobody"),
-    ("stem\nmask1\n", "ex.csv: missing column(s) person"),
+@pytest.mark.parametrize("flag,content,expected", [
+    ("--exclude", "person,stem\nnobody,\n", "bad.csv: 1 person(s) not in the training set, e.g. nobody"),
+    ("--exclude", "stem\nmask1\n", "bad.csv: missing column(s) person"),
+    ("--relabel", "person,gender,age\n000001,unknown,30\n", "bad.csv line 2: gender 'unknown' is not male/female/0/1"),
+    ("--relabel", "person,gender,age\n000001,male,abc\n", "bad.csv line 2: age 'abc' is not a whole number"),
+    ("--relabel", "person,gender,age\n000001,male,30\n000001,male,31\n", "person 000001 is listed twice"),
+    ("--relabel", "person,gender,age\n999999,male,30\n", "bad.csv: 1 person(s) not in the training set, e.g. 999999"),
 ])  # fmt: skip
-def test_bad_exclude_file_is_one_line(demo_data, tmp_path, capsys, content, expected):
-    (tmp_path / "ex.csv").write_text(content)
-    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--exclude", tmp_path / "ex.csv", "--out",
+def test_bad_exclude_or_relabel_file_is_one_line(demo_data, tmp_path, capsys, flag, content, expected):
+    (tmp_path / "bad.csv").write_text(content)
+    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, flag, tmp_path / "bad.csv", "--out",
                            tmp_path / "runs", *TINY)  # fmt: skip
     assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
-
-
-@pytest.mark.parametrize("content,expected", [
-    ("person,gender,age\n000001,unknown,30\n", "line 2: gender 'unknown' is not male/female/0/1"),
-    ("person,gender,age\n000001,male,abc\n", "line 2: age 'abc' is not a whole number"),
-    ("person,gender,age\n000001,male,30\n000001,male,31\n", "person 000001 is listed twice"),
-    ("person,gender,age\n999999,male,30\n", "--relabel: 1 person(s) not in the training set, e.g. 999999"),
-])  # fmt: skip
-def test_bad_relabel_file_is_one_line(demo_data, tmp_path, capsys, content, expected):
-    (tmp_path / "fix.csv").write_text(content)
-    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--relabel", tmp_path / "fix.csv", "--out",
-                           tmp_path / "runs", *TINY)  # fmt: skip
-    assert code == 2 and expected in err and len(err.strip().splitlines()) == 1
 
 
 # -- the final fit -------------------------------------------------------------------------------

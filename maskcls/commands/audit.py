@@ -7,16 +7,11 @@ from typing import Annotated
 
 import typer
 
+from maskcls.commands.options import run_dirs
+
 
 def audit_command(
-    runs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Run directories trained with --fold all (their oof.csv covers every person); several average.",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
+    runs: run_dirs("Run directories trained with --fold all (their oof.csv covers every person); several average."),
     out: Annotated[
         Path | None,
         typer.Option(
@@ -28,13 +23,12 @@ def audit_command(
         str | None, typer.Option(help="Heads to audit, e.g. gender,age (default: every head the runs have).")
     ] = None,
 ) -> None:
-    """Rank training persons (gender, age: all seven photos as one unit) and images (mask) by
-    out-of-fold loss and entropy; write suspects.csv and a picture of the top suspects.
+    """Rank the training labels that look wrong: persons (gender, age; seven photos as one unit) and images (mask).
 
-    Check the top by eye, then train with [bold]--relabel FIXED.csv[/] (person,gender,age) or
-    [bold]--exclude[/] the top rows. Example:
+    By out-of-fold loss and entropy; writes suspects.csv and suspects.png (the top suspects).
+    Check the top by eye, then train with --relabel FIXED.csv (person,gender,age) or --exclude its top rows.
 
-    [bold]maskcls audit runs/joint-resnet18 && head -n 31 runs/joint-resnet18/audit/suspects.csv > drop.csv[/]
+    Example: [bold]maskcls audit runs/joint-resnet18 && head -n 31 runs/joint-resnet18/audit/suspects.csv > drop.csv[/]
     """
     from maskcls.heads import FACTORS
     from maskcls.post.audit import audit, write_audit

@@ -20,6 +20,13 @@ AgeUpper = Annotated[
         max=120,
     ),
 ]
+
+
+def run_dirs(help: str):
+    """The RUN... argument of the commands that read run directories (predict reads checkpoints too)."""
+    return Annotated[list[Path], typer.Argument(help=help, exists=True, file_okay=False)]
+
+
 Seed = Annotated[int, typer.Option("--seed", help="Fixes splits, sampling, augmentation and initialisation.")]
 
 

@@ -5,6 +5,8 @@ from typing import Annotated
 
 import typer
 
+from maskcls.commands.options import run_dirs
+
 
 def predict_command(
     runs: Annotated[
@@ -76,14 +78,7 @@ def print_table(table) -> None:
 
 
 def tune_thresholds_command(
-    runs: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Run directories whose oof.csv tune together (e.g. a mask, a gender and an age run).",
-            exists=True,
-            file_okay=False,
-        ),  # fmt: skip
-    ],
+    runs: run_dirs("Run directories whose oof.csv tune together (e.g. a mask, a gender and an age run)."),
 ) -> None:
     """Choose age cut-offs (ordinal/regression age heads) and per-class biases on out-of-fold predictions.
 

@@ -34,7 +34,7 @@ def load_table(cfg, console=None) -> pd.DataFrame:
     """Train index (cfg.data) plus cfg.extra's pseudo rows and cfg.external's faces (re-framed into cfg.out)."""
     train = scan_train(cfg.data, cfg.age_upper).table.assign(pseudo=False, external=False)
     if cfg.relabel:
-        train = relabel(train, load_relabel(cfg.relabel), cfg.age_upper)
+        train = relabel(train, load_relabel(cfg.relabel), cfg.age_upper, cfg.relabel)
     train["excluded"] = excluded(train, cfg.exclude) if cfg.exclude else False
     parts = [train]
     if cfg.extra:
@@ -72,11 +72,11 @@ def load_relabel(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def relabel(table: pd.DataFrame, fixes: pd.DataFrame, age_upper: int) -> pd.DataFrame:
+def relabel(table: pd.DataFrame, fixes: pd.DataFrame, age_upper: int, source: str | Path = "--relabel") -> pd.DataFrame:
     """The table with each listed person's gender and/or age replaced (all of their images)."""
     unknown = sorted(set(fixes["person"]) - set(table["person"]))
     if unknown:
-        raise MaskclsError(f"--relabel: {len(unknown)} person(s) not in the training set, e.g. {unknown[0]}")
+        raise MaskclsError(f"{source}: {len(unknown)} person(s) not in the training set, e.g. {unknown[0]}")
     out = table.copy()
     for _, r in fixes.iterrows():
         rows = out["person"] == r["person"]
