@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Chain every stage, each a plain `maskcls` call you can copy:
-#   crop -> train mask/gender/age over K folds -> predict each fold -> ensemble folds -> submit
+#   crop -> train mask/gender/age over K folds (+ a final fit on every person) -> predict each -> ensemble -> submit
 #
 #   scripts/pipeline.sh DATA_DIR OUT_DIR [extra flags for every train command]
 #
@@ -11,6 +11,8 @@
 #   ANSWERS [DATA_DIR/../eval_answers.csv or DATA_DIR/eval_answers.csv when present]: prints the local macro-F1
 #   EXTERNAL [none]: face photos of known age and gender (UTKFace-named folder or CSV) for the age, gender
 #                    and joint models (`--external`; the largest gain measured, see README "Quality")
+#   FINAL [1]: also train each task on every person (`--fold none`, same epochs) and add it to the ensemble;
+#              the final fit beat a fold model by six seed spreads in the quality table (README "Quality")
 # The submission lands in OUT_DIR/submissions/; the local score, if any, in OUT_DIR/score.json.
 set -euo pipefail
 
@@ -33,6 +35,7 @@ CROP_SIZE=${CROP_SIZE:-"256 192"}
 TTA=${TTA:-1}
 JOINT=${JOINT:-0}
 EXTERNAL=${EXTERNAL:-}
+FINAL=${FINAL:-1}
 if [[ -z "${ANSWERS:-}" ]]; then
   for f in "$DATA/eval_answers.csv" "$DATA/../eval_answers.csv"; do [[ -f $f ]] && ANSWERS=$f && break; done
 fi
@@ -52,7 +55,7 @@ TTA_FLAG=(); [[ $TTA == 1 ]] && TTA_FLAG=(--tta)
 for task in "${TASKS[@]}"; do
   fold_preds=()
   TASK_FLAGS=(); [[ -n $EXTERNAL && $task != mask ]] && TASK_FLAGS=(--external "$EXTERNAL")
-  for fold in $([[ $TRAIN_FOLDS == all ]] && seq 0 $((FOLDS - 1)) || echo "$TRAIN_FOLDS"); do
+  for fold in $([[ $TRAIN_FOLDS == all ]] && seq 0 $((FOLDS - 1)) || echo "$TRAIN_FOLDS") $([[ $FINAL == 1 ]] && echo none); do
     rm -rf "$OUT/runs/$task-fold$fold"  # the pipeline owns OUT_DIR: a re-run replaces its runs
     $MASKCLS "train-$task" --data "$DATA_USED" --backbone "$BACKBONE" --img-size "$IMG_SIZE" --epochs "$EPOCHS" \
       --batch-size "$BATCH_SIZE" --lr "$LR" --folds "$FOLDS" --fold "$fold" --seed "$SEED" \

@@ -156,3 +156,5 @@ def test_pipeline_script_end_to_end_on_the_demo_set(demo_data, tmp_path):
     score = json.loads((out / "score.json").read_text())
     assert score["class"]["f1"] > 0.3, score  # chance is about 0.06 for 18 classes
     assert (out / "crops" / "boxes.csv").is_file()
+    for task in ("mask", "gender", "age"):  # FINAL=1: each task also fits every person, and joins the vote
+        assert (out / "runs" / f"{task}-foldnone" / "fold-none" / "best.pt").is_file()
