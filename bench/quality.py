@@ -86,7 +86,8 @@ ABLATIONS = [
 AUDIT_EPOCHS = 4  # the audit run's budget per fold (5 folds): enough to rank, a third of a full run
 
 
-def run(cmd: list[str], log: Path) -> None:
+def run(cmd: list, log: Path) -> None:
+    cmd = [str(c) for c in cmd]
     console.print(f"[dim]$ {shlex.join(cmd)}[/]")
     with open(log, "a") as f:
         f.write(f"$ {shlex.join(cmd)}\n")
