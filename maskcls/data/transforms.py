@@ -105,24 +105,24 @@ class MaskStyle(A.ImageOnlyTransform):
             return img  # the colour runs on into the background or clothes: not a mask we can tell apart
         if mask[int(0.45 * h) : int(0.9 * h), int(0.25 * w) : int(0.75 * w)].mean() < 0.3:
             return img  # lips or a beard, not a mask: a bare face stays bare
-        inside = np.zeros_like(mask)
-        inside[box] = True
-        mask &= inside
-        mask = mask.astype(np.float32)
-        weight = cv2.GaussianBlur(mask, (0, 0), max(h, w) / 120)[..., None]  # a soft edge
+        kept = np.zeros((h, w), np.float32)
+        kept[box] = mask[box]
+        weight = cv2.GaussianBlur(kept, (0, 0), max(h, w) / 120)[..., None]  # a soft edge
         weight[weight < 0.02] = 0  # the blur's far tail would still shift far pixels by a level
         shade = lab[..., :1] / 255.0  # the fabric's folds and shadows
         shade = shade - (shade * weight).sum() / max(weight.sum(), 1)
-        yy, xx = np.mgrid[0:h, 0:w]
-        stripes = (((yy + xx * (angle % 2)) // period + (xx // period) * (angle // 2)) % 2)[..., None].astype(bool)
         if style == 0:  # another colour, its own shading
             colour = _hsv(hue, sat, np.clip(0.6 + shade, 0, 1))
         elif style == 1:  # dark or light fabric
             colour = np.repeat(np.clip(value + shade, 0, 1), 3, axis=2) * 255
-        else:  # stripes (2) or checks (3) of two colours
+        else:  # stripes (2) or checks (3) of two colours; `angle` tilts and doubles the stripes
+            yy, xx = np.mgrid[0:h, 0:w]
+            stripes = ((yy + xx * (angle % 2)) // period + (xx // period) * (angle // 2)) % 2
+            if style == 3:
+                stripes ^= (xx // period) % 2
             a = _hsv(hue, sat, np.clip(0.45 + shade, 0, 1))
             b = _hsv((hue + 90) % 180, sat * 0.5, np.clip(0.8 + shade, 0, 1))
-            colour = np.where(stripes if style == 2 else stripes ^ ((xx // period) % 2)[..., None].astype(bool), a, b)
+            colour = np.where(stripes[..., None].astype(bool), a, b)
         out = img.astype(np.float32) * (1 - weight) + colour * weight
         return np.clip(out, 0, 255).astype(np.uint8)
 
