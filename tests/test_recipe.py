@@ -168,6 +168,7 @@ def _tiny() -> dict:
 @pytest.mark.parametrize("flag,content,expected", [
     ("--exclude", "person,stem\nnobody,\n", "bad.csv: 1 person(s) not in the training set, e.g. nobody"),
     ("--exclude", "stem\nmask1\n", "bad.csv: missing column(s) person"),
+    ("--exclude", "person\n" + "\n".join(f"{i:06d}" for i in range(1, 61)), "bad.csv: names all 420 training images"),
     ("--relabel", "person,gender,age\n000001,unknown,30\n", "bad.csv line 2: gender 'unknown' is not male/female/0/1"),
     ("--relabel", "person,gender,age\n000001,male,abc\n", "bad.csv line 2: age 'abc' is not a whole number"),
     ("--relabel", "person,gender,age\n000001,male,30\n000001,male,31\n", "person 000001 is listed twice"),

@@ -434,6 +434,9 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         console.print(f"--relabel {cfg.relabel}: labels of those persons replaced, for training and validation")
     if cfg.exclude:
         n = int(table["excluded"].sum())
+        if n == int((~table["train_only"]).sum()):  # e.g. a whole suspects.csv: its top rows were meant
+            raise MaskclsError(f"--exclude {cfg.exclude}: names all {n} training images; pass only the rows to drop "
+                               f"(e.g. the top ones: head -n 31 suspects.csv > drop.csv)")  # fmt: skip
         console.print(f"--exclude {cfg.exclude}: {n} images train in no fold (they still validate)")
     if cfg.fold == FINAL and cfg.patience:
         raise MaskclsError("--patience stops on validation scores; --fold none validates nothing: drop one")
