@@ -19,7 +19,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 from train_step import timed_steps  # bench/ is on sys.path when run as `python bench/train.py`
 
-from maskcls import config
+from maskcls import config, weights
 from maskcls.data import scan_train
 from maskcls.data.dataset import FaceDataset
 from maskcls.data.transforms import build_augment
@@ -48,7 +48,15 @@ def main() -> None:
 
         data = make_demo(Path(tempfile.mkdtemp()) / "demo", train_persons=40, eval_persons=5)
     table = scan_train(data).table
-    cfg = config.resolve("joint", flags={"backbone": args.backbone, "img_size": size, "batch_size": args.batch_size})
+    cfg = config.resolve(
+        "joint",
+        flags={
+            "backbone": args.backbone,
+            "img_size": size,
+            "batch_size": args.batch_size,
+            "pretrained": weights.find_local(args.backbone) is not None,
+        },
+    )
     device = resolve_device(args.device)
     kinds = build_heads(cfg)
     model = build_model(cfg, widths(kinds)).to(device)

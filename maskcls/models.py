@@ -1,4 +1,5 @@
-"""Backbones from timm, one linear head per head name, and checkpoints that carry their config.
+"""Backbones (timm names, or torchvision's as tv/NAME), one linear head per head name, and checkpoints
+that carry their config. Where their starting weights come from: maskcls/weights.py.
 
 A model takes uint8 images (B, 3, H, W) and normalises them itself with the backbone's
 mean/std, so training, prediction and any future export agree by construction.
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from maskcls import io
+from maskcls import io, weights
 from maskcls.errors import MaskclsError
 from maskcls.heads import label_map as label_map_of
 
@@ -59,64 +60,143 @@ def feature_width(backbone: nn.Module, img_size) -> int:
     return int(width)
 
 
-def create_backbone(name: str, img_size, **kwargs) -> nn.Module:
-    """timm.create_model, telling models with a fixed input size (ViTs) the training size."""
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def timm_backbone(name: str, img_size) -> tuple[nn.Module, tuple[str, ...], tuple, tuple]:
+    """timm.create_model without a classifier, telling models with a fixed input size (ViTs) the size.
+
+    Returns (backbone, the prefixes of its original classifier's weights, mean, std).
+    """
     import timm
 
     try:
-        return timm.create_model(name, img_size=tuple(img_size), **kwargs)
+        net = timm.create_model(name, img_size=tuple(img_size), num_classes=0)
     except TypeError:  # convolutional nets take any size and have no img_size argument
-        return timm.create_model(name, **kwargs)
+        net = timm.create_model(name, num_classes=0)
+    dc = net.pretrained_cfg
+    classifier = dc.get("classifier") or ()
+    classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+    return net, classifier, dc.get("mean", IMAGENET[0]), dc.get("std", IMAGENET[1])
+
+
+def tv_backbone(name: str, img_size) -> tuple[nn.Module, tuple[str, ...], tuple, tuple]:
+    """A torchvision classification model (`tv/NAME`) with its last linear layer removed.
+
+    The last nn.Linear is the classifier in every torchvision family (resnet `fc`, mobilenet and
+    efficientnet `classifier.1`, convnext `classifier.2` after its norm, vit `heads.head`); what
+    stands before it (dropout, convnext's LayerNorm) stays, as in the pretrained model.
+    """
+    import torchvision.models as tvm
+
+    kwargs = {"image_size": img_size[0]} if weights.tv_name(name).startswith("vit_") else {}
+    try:
+        net = tvm.get_model(weights.tv_name(name), weights=None, **kwargs)
+    except Exception as e:  # e.g. a ViT whose patch size does not divide the size
+        raise MaskclsError(f"--img-size {list(img_size)}: {name} cannot take it ({_first_line(e)})") from None
+    linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise MaskclsError(f"--backbone {name}: no linear classifier to replace (not supported as a backbone)")
+    parent, _, attr = linears[-1].rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, attr, nn.Identity())
+    return net, (linears[-1],), *IMAGENET
+
+
+# backbone families: a name prefix -> its builder (the timm one takes every other name)
+FAMILIES = {weights.TV_PREFIX: tv_backbone}
+
+
+def create_backbone(name: str, img_size):
+    build = next((b for prefix, b in FAMILIES.items() if name.startswith(prefix)), timm_backbone)
+    return build(name, img_size)
 
 
 def check_backbone(name: str) -> None:
     import timm
 
+    if weights.is_tv(name):
+        known = weights.tv_models()
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=4, cutoff=0.6)
+            hint = f" (close: {', '.join(close)})" if close else " (tv/ + a torchvision.models.list_models() name)"
+            raise MaskclsError(f"unknown backbone {name!r}{hint}")
+        return
     if name not in timm.list_models() and not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=4, cutoff=0.6)
         hint = f" (close: {', '.join(close)})" if close else " (see timm.list_models())"
         raise MaskclsError(f"unknown backbone {name!r}{hint}")
 
 
-def build_model(cfg, heads: dict[str, int]) -> Classifier:
-    """Backbone by timm name; --pretrained downloads through timm's hub, --weights reads a local file."""
+def pin_weights(cfg) -> weights.Found | None:
+    """Resolve --pretrained / --weights to one file (downloading a torchvision file when online) and
+    record it in cfg: `weights` (the path) and `weights_sha256`, so a run names exactly what it
+    started from. A `weights_sha256` already set must match the file."""
+    found = weights.resolve(cfg.backbone, cfg.weights, cfg.pretrained)
+    if found is not None and found.source == "download" and found.url is not None:
+        found = weights.download_tv(found.url)
+    if found is not None and found.path is None:  # timm's hub by model name: fail now if it cannot be reached
+        check_hub_reachable(cfg.backbone)
+    if found is None or found.path is None:
+        return found
+    if cfg.get("weights_sha256") and cfg.weights_sha256 != found.sha256:
+        raise MaskclsError(f"{found.path}: SHA-256 {found.sha256[:12]}... is not the weights_sha256 "
+                           f"{cfg.weights_sha256[:12]}... the config asks for")  # fmt: skip
+    cfg["weights"], cfg["weights_sha256"] = str(found.path.resolve()), found.sha256
+    return found
 
+
+def build_model(cfg, heads: dict[str, int]) -> Classifier:
+    """The backbone (timm name or tv/NAME) and its heads, started from the weights cfg resolves to.
+
+    A local file loads strictly (models.weights.load_strict); timm names without a local file
+    download through timm's hub with --pretrained.
+    """
     check_backbone(cfg.backbone)
-    weights = Path(cfg.weights) if cfg.weights else None
-    if weights is not None and not weights.is_file():
-        raise MaskclsError(f"{weights}: weights file not found")
-    ckpt = _read_maskcls_checkpoint(weights) if weights is not None else None
-    kwargs = {"num_classes": 0}
-    if weights is not None and ckpt is None:  # a timm / torchvision state dict: let timm map and filter it
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(weights)})
-    else:
-        kwargs["pretrained"] = bool(cfg.pretrained)
-        if cfg.pretrained:
+    found = weights.resolve(cfg.backbone, cfg.weights, cfg.pretrained)
+    if found is not None and found.source == "download":
+        if found.url is not None:  # a torchvision file: into the hub cache, then loaded like any file
+            found = weights.download_tv(found.url)
+        else:
             check_hub_reachable(cfg.backbone)
-    try:
-        backbone = create_backbone(cfg.backbone, cfg.img_size, **kwargs)
-    except RuntimeError as e:  # size mismatches and missing keys from load_state_dict
-        raise MaskclsError(f"{weights}: weights do not fit backbone {cfg.backbone} ({_first_line(e)})") from None
-    except Exception as e:  # hub errors (no such pretrained tag, network gone half-way, ...)
-        if weights is not None:
-            raise MaskclsError(f"{weights}: cannot load weights into {cfg.backbone} ({_first_line(e)})") from None
-        raise MaskclsError(
-            f"--pretrained: cannot get {cfg.backbone} weights from the hub ({_first_line(e)}); "
-            "offline, pass --weights FILE"
-        ) from None
-    dc = backbone.pretrained_cfg
+    obj = weights.read_file(found.path) if found is not None and found.path is not None else None
+    ckpt = obj if isinstance(obj, dict) and "model" in obj and "config" in obj else None  # one of ours
+    backbone, classifier, mean, std = create_backbone(cfg.backbone, cfg.img_size)
+    if found is not None and found.path is None:  # timm's hub: timm fetches and maps its own weights
+        backbone = _timm_hub_weights(cfg.backbone, cfg.img_size)
+    elif found is not None and ckpt is None:  # a timm / torchvision state dict
+        state = weights.state_of(obj, found.path)
+        try:
+            weights.load_strict(backbone, state, found.path, cfg.backbone, classifier)
+        except MaskclsError as e:
+            tv = weights.tv_backbone_of_file(found.path)
+            hint = f" (a torchvision file: use --backbone {tv})" if tv and tv != cfg.backbone else ""
+            raise MaskclsError(f"{e}{hint}") from None
     try:
         width = feature_width(backbone, cfg.img_size)
     except (RuntimeError, AssertionError) as e:  # e.g. a ViT whose patch size does not divide --img-size
         raise MaskclsError(f"--img-size {cfg.img_size}: {cfg.backbone} cannot take it ({_first_line(e)})") from None
-    mean, std = dc.get("mean", (0.485, 0.456, 0.406)), dc.get("std", (0.229, 0.224, 0.225))
     gate = bool(cfg.get("age_gate"))
     if gate and not {"age", "gender"} <= set(heads):
         raise MaskclsError("--age-gate conditions the age head on the gender head: train-joint with --head multi only")
     model = Classifier(backbone, heads, mean, std, width, age_gate=gate)
     if ckpt is not None:
-        load_weights(model, ckpt, weights, cfg.backbone)
+        load_weights(model, ckpt, found.path, cfg.backbone)
     return model
+
+
+def _timm_hub_weights(name: str, img_size) -> nn.Module:
+    import timm
+
+    try:
+        try:
+            return timm.create_model(name, img_size=tuple(img_size), num_classes=0, pretrained=True)
+        except TypeError:
+            return timm.create_model(name, num_classes=0, pretrained=True)
+    except Exception as e:  # hub errors (no such pretrained tag, network gone half-way, ...)
+        raise MaskclsError(
+            f"--pretrained: cannot get {name} weights from the hub ({_first_line(e)}); "
+            "offline, pass --weights FILE or a tv/ backbone (`maskcls config weights` lists those with local weights)"
+        ) from None
 
 
 HUB_HOST = ("huggingface.co", 443)
@@ -155,18 +235,6 @@ def check_hub_reachable(backbone: str) -> None:
 def _first_line(e: Exception) -> str:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     return "; ".join(lines[:2])[:300]
-
-
-def _read_maskcls_checkpoint(path: Path) -> dict | None:
-    """The checkpoint if path is one of ours, None for any other weights file (left to timm).
-
-    Read with io.torch_load (never runs code); timm then reads a foreign state dict itself, also
-    with weights_only=True. safetensors files cannot hold code and go to timm directly.
-    """
-    if path.suffix == ".safetensors":
-        return None
-    obj = io.torch_load(path, what="weights file")
-    return obj if isinstance(obj, dict) and "model" in obj and "config" in obj else None
 
 
 def load_weights(model: Classifier, ckpt: dict, path: Path, backbone_name: str) -> None:

@@ -168,7 +168,7 @@ def test_external_faces_train_never_validate_and_dropped_ages_never_train(demo_d
     assert oof["age_years"].isin([27, 28, 29, 57, 58, 59]).any()  # boundary ages still validate
     assert list((tmp_path / "runs" / "external").glob("*/*.jpg"))  # re-framed copies inside --out
     cfg = config.resolve("joint", flags={"data": str(demo_data), "external": str(folder), "out": str(tmp_path / "r"),
-                                         "drop_ages": "27-29,57-59", "backbone": "test_resnet",
+                                         "drop_ages": "27-29,57-59", "backbone": "test_resnet", "pretrained": False,
                                          "img_size": [64, 48], "workers": 0})  # fmt: skip
     table = load_table(cfg)
     real = table[~table["train_only"]]

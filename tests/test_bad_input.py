@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import run_cli
 
-TINY = ["--backbone", "test_resnet", "--img-size", "32", "--workers", "0", "--epochs", "1"]
+TINY = ["--backbone", "test_resnet", "--no-pretrained", "--img-size", "32", "--workers", "0", "--epochs", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ import torch
 from maskcls.data.sampling import BalancedSampler, ShardSampler
 
 pytestmark = pytest.mark.slow
-ARGS = ["train-gender", "--backbone", "test_resnet", "--img-size", "64", "48", "--batch-size", "16", "--epochs", "3",
-        "--workers", "0", "--augment", "none", "--lr", "3e-3", "--seed", "5"]  # fmt: skip
+ARGS = ["train-gender", "--backbone", "test_resnet", "--no-pretrained", "--img-size", "64", "48", "--batch-size", "16",
+        "--epochs", "3", "--workers", "0", "--augment", "none", "--lr", "3e-3", "--seed", "5"]  # fmt: skip
 
 
 def torchrun(n: int, *args) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ FAMILIES = ["resnet10t", "test_efficientnet", "mobilenetv3_small_050", "ghostnet
 
 @pytest.mark.parametrize("backbone", FAMILIES)
 def test_every_family_trains_one_step(backbone):
-    cfg = config.resolve("joint", flags={"backbone": backbone, "img_size": [64, 48]})
+    cfg = config.resolve("joint", flags={"backbone": backbone, "pretrained": False, "img_size": [64, 48]})
     kinds = build_heads(cfg)
     model = build_model(cfg, widths(kinds)).train()
     x = torch.randint(0, 255, (4, 3, 64, 48), dtype=torch.uint8)
@@ -28,6 +28,8 @@ def test_every_family_trains_one_step(backbone):
 
 
 def test_a_size_the_backbone_cannot_take_is_one_line():
-    cfg = config.resolve("age", flags={"backbone": "test_vit", "img_size": [60, 45]})  # not a multiple of its patch
+    cfg = config.resolve(
+        "age", flags={"backbone": "test_vit", "pretrained": False, "img_size": [60, 45]}
+    )  # not a multiple of its patch
     with pytest.raises(MaskclsError, match="--img-size"):
         build_model(cfg, {"age": 3})

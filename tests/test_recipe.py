@@ -162,7 +162,14 @@ def test_exclude_drops_training_rows_only_and_relabel_changes_both(demo_data, tm
 
 
 def _tiny() -> dict:
-    return {"backbone": "test_resnet", "img_size": [96, 72], "batch_size": 16, "workers": 0, "cache": False}
+    return {
+        "backbone": "test_resnet",
+        "pretrained": False,
+        "img_size": [96, 72],
+        "batch_size": 16,
+        "workers": 0,
+        "cache": False,
+    }
 
 
 @pytest.mark.parametrize("flag,content,expected", [

@@ -122,7 +122,8 @@ def test_pseudo_labels_train_and_never_validate(demo_data, preds, tmp_path, caps
     pseudo = pd.read_csv(tmp_path / "pseudo.csv")
     assert 0 < len(pseudo) < 140
     cfg = config.resolve("joint", flags={"data": str(demo_data), "extra": str(tmp_path / "pseudo.csv"),
-                                         "backbone": "test_resnet", "img_size": [64, 48], "workers": 0})  # fmt: skip
+                                         "backbone": "test_resnet", "pretrained": False, "img_size": [64, 48],
+                                         "workers": 0})  # fmt: skip
     table = load_table(cfg)
     real, extra = table[~table["pseudo"]], table[table["pseudo"]].assign(fold=-1)
     table = pd.concat([apply_folds(real, assign_folds(real, 5, 42)), extra], ignore_index=True)
@@ -130,9 +131,29 @@ def test_pseudo_labels_train_and_never_validate(demo_data, preds, tmp_path, caps
     assert set(pseudo["path"]) <= set(trainer.train_df["path"])
     assert not set(pseudo["path"]) & set(trainer.val_df["path"])
     # and through the CLI: the run's out-of-fold (validation) rows hold no eval image
-    code, text, err = run_cli(capsys, "train-joint", "--data", demo_data, "--extra", tmp_path / "pseudo.csv",
-                              "--backbone", "test_resnet", "--img-size", "64", "--epochs", "1", "--workers", "0",
-                              "--out", tmp_path / "runs", "--fold", "all", "--folds", "2")  # fmt: skip
+    code, text, err = run_cli(
+        capsys,
+        "train-joint",
+        "--data",
+        demo_data,
+        "--extra",
+        tmp_path / "pseudo.csv",
+        "--backbone",
+        "test_resnet",
+        "--no-pretrained",
+        "--img-size",
+        "64",
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "--out",
+        tmp_path / "runs",
+        "--fold",
+        "all",
+        "--folds",
+        "2",
+    )
     assert code == 0, err
     assert "pseudo-labelled rows" in text
     oof = pd.read_csv(tmp_path / "runs" / "joint-test_resnet" / "oof.csv")
@@ -141,7 +162,7 @@ def test_pseudo_labels_train_and_never_validate(demo_data, preds, tmp_path, caps
 
 @pytest.mark.slow
 def test_pipeline_script_end_to_end_on_the_demo_set(demo_data, tmp_path):
-    env = dict(os.environ, BACKBONE="test_resnet", IMG_SIZE="96 72", CROP_SIZE="128 96", EPOCHS="10",
+    env = dict(os.environ, BACKBONE="test_resnet", PRETRAINED="0", IMG_SIZE="96 72", CROP_SIZE="128 96", EPOCHS="10",
                BATCH_SIZE="16", LR="0.003", FOLDS="3", TRAIN_FOLDS="0", MASKCLS=f"{sys.executable} -m maskcls",
                EXTRA="")  # fmt: skip
     out = tmp_path / "out"

