@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml
 # The whole pipeline on a generated set, sized for a laptop CPU: the default backbone (ImageNet MobileNetV2,
 # offline) fine-tuned on one fold of three tasks plus their final fits, at a smaller size: a few minutes.
 demo: $(VENV)/.installed
-	$(VENV)/bin/maskcls make-demo $(DEMO)
+	$(VENV)/bin/maskcls make-demo --force $(DEMO)
 	$(VENV)/bin/maskcls eda --data $(DEMO)
 	PATH=$(VENV)/bin:$$PATH IMG_SIZE="96 72" CROP_SIZE="128 96" EPOCHS=6 BATCH_SIZE=16 \
 	  FOLDS=3 TRAIN_FOLDS=0 scripts/pipeline.sh $(DEMO) $(DEMO)/out

@@ -140,6 +140,7 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
     """Crop every train and eval image; returns {'counts': per detector, 'failed': [paths]}."""
     console = console or Console()
     data, out = Path(data), Path(out)
+    io.check_apart(out, "--out", {"--data": data})  # crops written over their own photos lose the photos
     jobs = list_jobs(data)
     record = recorded_settings(settings, detectors, detector_options)
     check_settings(out, record, force)

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from maskcls import labels
+from maskcls.errors import MaskclsError
 
 W, H = 384, 512
 STEMS = ["mask1", "mask2", "mask3", "mask4", "mask5", "incorrect_mask", "normal"]
@@ -94,9 +96,26 @@ def _person(rng: np.random.Generator) -> tuple[bool, int]:
     return female, int(rng.integers(lo, hi + 1))
 
 
-def make_demo(out: str | Path, train_persons: int = 60, eval_persons: int = 20, seed: int = 0) -> Path:
-    """Write OUT/train, OUT/eval and OUT/eval_answers.csv; returns OUT."""
+DEMO_PARTS = ("train", "eval", "eval_answers.csv")  # what make_demo writes, and --force replaces
+
+
+def make_demo(out: str | Path, train_persons: int = 60, eval_persons: int = 20, seed: int = 0,
+              force: bool = False) -> Path:  # fmt: skip
+    """Write OUT/train, OUT/eval and OUT/eval_answers.csv; returns OUT.
+
+    A folder that already holds anything is refused (it may be a real data set: generated persons
+    would mix into it), unless force: then the demo's own parts are replaced and the rest is kept.
+    """
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MaskclsError(f"{out}: is a file, not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise MaskclsError(f"{out}: folder is not empty (a data set?): choose a new folder, or --force to "
+                               f"replace its {', '.join(DEMO_PARTS)}")  # fmt: skip
+        for part in DEMO_PARTS:
+            p = out / part
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     rng = np.random.default_rng(seed)
     images = out / "train" / "images"
     images.mkdir(parents=True, exist_ok=True)

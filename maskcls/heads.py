@@ -90,3 +90,48 @@ def predict_classes(probs: dict[str, np.ndarray]) -> np.ndarray:
     if "class" in probs:
         return probs["class"].argmax(1)
     return labels.encode(*(probs[h].argmax(1) for h in FACTORS))
+
+
+SUM_TOLERANCE = 1e-3
+
+
+def check_probs(df, source, key: str = "ImageID") -> list[str]:
+    """Every head's probability columns in a table (predictions, oof.csv, pseudo-labels), checked the one
+    way every reader shares: all columns of a head present, numbers, finite, in [0, 1], each row summing
+    to 1; `<head>_ge_<a>` columns (P(age >= a)) in [0, 1]. Returns the heads found; raises a one-line
+    MaskclsError naming the file, the row (as a spreadsheet counts it: the header is row 1), the row's
+    `key` and the column otherwise."""
+    import pandas as pd
+
+    from maskcls.errors import MaskclsError
+
+    def where(i: int) -> str:
+        return f"row {i + 2}" + (f" ({df[key].iloc[i]})" if key in df.columns else "")
+
+    found = [h for h in HEADS if f"{h}_0" in df.columns]
+    groups = {h: HEADS[h].columns() for h in found}
+    cum = [c for c in df.columns if "_ge_" in str(c)]
+    if cum:
+        groups["_ge_"] = cum
+    for head, cols in groups.items():
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise MaskclsError(f"{source}: head {head!r} lacks column(s) {', '.join(missing)}")
+        for c in cols:
+            if not pd.api.types.is_numeric_dtype(df[c]):
+                bad = pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()
+                i = int(np.argmax(bad.to_numpy())) if bad.any() else 0
+                raise MaskclsError(f"{source}: {where(i)}, column {c}: {df[c].iloc[i]!r} is not a number")
+        p = df[cols].to_numpy(dtype=np.float64)
+        for problem, bad in (("empty or missing value (a truncated file?)", np.isnan(p)),
+                             ("not finite", np.isinf(p)), ("a negative value", p < 0), ("above 1", p > 1)):  # fmt: skip
+            if bad.any():
+                i, j = map(int, np.argwhere(bad)[0])
+                raise MaskclsError(f"{source}: {where(i)}, column {cols[j]}: {problem} ({p[i, j]!r})")
+        if head != "_ge_":
+            off = np.abs(p.sum(axis=1) - 1) > SUM_TOLERANCE
+            if off.any():
+                i = int(np.argmax(off))
+                raise MaskclsError(f"{source}: {where(i)}: {head} probabilities sum to {p[i].sum():.4f}, not 1 "
+                                   f"(within {SUM_TOLERANCE})")  # fmt: skip
+    return found

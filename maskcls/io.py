@@ -72,6 +72,17 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
+def check_apart(out: str | Path, out_flag: str, inputs: dict[str, str | Path]) -> None:
+    """An output folder that is, contains, or lies inside an input folder is refused before anything
+    is written: paths are resolved, so `D`, `D/`, `/abs/D` and a symlink to D are all D."""
+    o = Path(out).resolve()
+    for flag, path in inputs.items():
+        i = Path(path).resolve()
+        if o == i or o.is_relative_to(i) or i.is_relative_to(o):
+            where = "is" if o == i else "lies inside" if o.is_relative_to(i) else "contains"
+            raise MaskclsError(f"{out_flag} {out} {where} {flag} {path}: write the output to a folder of its own")
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     """Call write(tmp_path) on a temp file beside path, then rename it over path."""
     path = Path(path)

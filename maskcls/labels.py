@@ -72,6 +72,9 @@ def _scalar(x) -> bool:
     return np.ndim(x) == 0
 
 
+MAX_AGE = 120  # an age above this (a folder name, --drop-ages) is a typo, not a person
+
+
 def parse_ages(text: str | None) -> set[int]:
     """'27-29,57-59' -> {27, 28, 29, 57, 58, 59}; single ages too ('60'); None or '' -> empty."""
     if isinstance(text, list | tuple):  # a JSON config may list them: [27, 28, "57-59"]
@@ -80,8 +83,12 @@ def parse_ages(text: str | None) -> set[int]:
     for part in (text or "").replace(" ", "").split(","):
         if not part:
             continue
-        lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and not hi.isdigit()) or int(hi or lo) < int(lo):
+        lo, dash, hi = part.partition("-")
+        ends = [lo, hi] if dash else [lo]  # "27-" has a dash and no upper end: not an age
+        # ASCII digits only: "²".isdigit() is True, int("²") fails
+        if not all(e and e.isascii() and e.isdigit() for e in ends) or int(ends[-1]) < int(lo):
             raise ValueError(f"{part!r} is not an age or a range like 27-29")
-        ages.update(range(int(lo), int(hi or lo) + 1))
+        if int(ends[-1]) > MAX_AGE:
+            raise ValueError(f"{part!r}: ages go up to {MAX_AGE}")
+        ages.update(range(int(lo), int(ends[-1]) + 1))
     return ages

@@ -47,6 +47,7 @@ def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
 def read_oof(run_dir: str | Path, required: tuple[str, ...] = ("path", "class")) -> tuple[pd.DataFrame, dict]:
     """A run's out-of-fold rows and its config, or one line saying why there are none."""
     from maskcls.data.index import read_csv
+    from maskcls.heads import check_probs
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
@@ -55,7 +56,10 @@ def read_oof(run_dir: str | Path, required: tuple[str, ...] = ("path", "class"))
     if not (run_dir / "oof.csv").is_file() and cfg.get("fold") == "none":
         raise MaskclsError(f"{run_dir}: a final fit (--fold none) validates nothing, so it has no out-of-fold rows; "
                            "use the run that chose its recipe")  # fmt: skip
-    return read_csv(run_dir / "oof.csv", list(required), dtype={"person": str, "path": str}), cfg
+    oof = read_csv(run_dir / "oof.csv", list(required), dtype={"person": str, "path": str})
+    if not check_probs(oof, run_dir / "oof.csv", key="path"):
+        raise MaskclsError(f"{run_dir / 'oof.csv'}: no probability columns (expected e.g. mask_0..mask_2)")
+    return oof, cfg
 
 
 SCORE_HEADS = ("class", "mask", "gender", "age")

@@ -34,6 +34,18 @@ def bad(demo_data, tmp_path_factory):
                           "gender_1": 0.0, "age_0": 1.0, "age_1": 0.0, "age_2": 0.0})  # fmt: skip
     files["preds"] = root / "preds.csv"
     preds.to_csv(files["preds"], index=False)
+    for name, value in (("key99", 99), ("key_text", "x")):  # answer keys with one class that is no class
+        key = pd.DataFrame({"ImageID": ids, "ans": 0})
+        key["ans"] = key["ans"].astype(object)
+        key.loc[3, "ans"] = value
+        files[name] = root / f"{name}.csv"
+        key.to_csv(files[name], index=False)
+    faces = root / "faces"  # --external faces, one of them a 0-byte photo
+    faces.mkdir()
+    for k, age in enumerate((25, 40, 70)):
+        shutil.copy(next((demo_data / "train" / "images").glob("*/normal.jpg")), faces / f"{age}_{k % 2}_0_2017.jpg")
+    (faces / "33_0_0_empty.jpg").write_bytes(b"")
+    files["empty_photo"] = faces
     return files
 
 
@@ -74,6 +86,16 @@ CASES = [
     (["submit", "--joint", "{text}", "--out", "OUT"], "notes.txt: missing column(s) ImageID"),
     (["submit", "--joint", "{preds}", "--out", "OUT", "--answers", "{text}"], "notes.txt: missing column(s)"),
     (["ensemble", "{preds}", "{preds}", "--weights", "a,b", "--out", "OUT/e.csv"], "--weights must be"),
+    (["ensemble", "{preds}", "{preds}", "--weights", "nan,1", "--out", "OUT/e.csv"], "finite non-negative numbers"),
+    (["ensemble", "{preds}", "{preds}", "--weights", "inf,1", "--out", "OUT/e.csv"], "finite non-negative numbers"),
+    (["ensemble", "{preds}", "{preds}", "--weights", "1e308,1e308", "--out", "OUT/e.csv"], "positive, finite sum"),
+    (["ensemble", "{preds}", "{preds}", "--weights", "0,0", "--out", "OUT/e.csv"], "positive, finite sum"),
+    (["submit", "--joint", "{preds}", "--out", "OUT", "--answers", "{key99}"], "ans '99' is not a class 0..17"),
+    (["submit", "--joint", "{preds}", "--out", "OUT", "--answers", "{key_text}"], "ans 'x' is not a class 0..17"),
+    (["train-age", *TINY, "--drop-ages", "27-"], "'27-' is not an age or a range"),
+    (["train-age", *TINY, "--drop-ages", "0-1000000000"], "ages go up to 120"),
+    (["train-age", *TINY, "--drop-ages", "²"], "'²' is not an age or a range"),
+    (["train-age", *TINY, "--external", "{empty_photo}"], "empty.jpg"),
     (["crop", "--out", "OUT", "--size", "100000"], "--size: each side must be in 16..1024"),
     (["crop", "--out", "OUT", "--margin", "-1"], "--margin"),
     (["crop", "--out", "OUT", "--detectors", "yolo"], "unknown detector 'yolo'"),

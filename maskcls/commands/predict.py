@@ -35,7 +35,7 @@ def predict_command(
     cache_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Decode-once image cache folder (default: a run's training cache; none for a loose .pt).",
+            help="Decode-once image cache folder to fill and reuse (default: none; predict writes only --out).",
             file_okay=False,
         ),
     ] = None,

@@ -309,7 +309,7 @@ def make_train_command(task: str):
         if resume is not None:
             if config is not None:
                 raise typer.BadParameter("--resume continues a run with its own config", param_hint="--config")
-            train(None, resume=resume, overrides={**flags, **sets})
+            train(None, resume=resume, overrides={**flags, **sets}, task=task)
             return
         train(config_mod.resolve(task, config, flags, sets))
 

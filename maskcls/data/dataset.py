@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import struct
 from collections.abc import Sequence
 
@@ -22,6 +24,15 @@ _REDUCED = {
 }
 
 
+# A JPEG cut short and given an end marker again ("Corrupt JPEG data: premature end of data
+# segment", printed by libjpeg with no file name) decodes without an error: libjpeg stops decoding
+# at the point the data ran out and leaves every later block at zero coefficients, i.e. exactly
+# (128, 128, 128) to the bottom of the image, at every DCT scale. No decoder maskcls can reach
+# (OpenCV, Pillow, torchvision) reports that warning to Python, so `_imdecode` checks its effect:
+# a JPEG whose whole last pixel row is that grey is refused. No photo of the dev set or of
+# utkface-extra (8,423) has such a row; a cut in the last MCU row alone can go unseen.
+
+
 def truncation(data: bytes) -> str | None:
     """Why an encoded image is cut off, or None: a JPEG without its end marker, a PNG without IEND.
 
@@ -40,6 +51,8 @@ def truncation(data: bytes) -> str | None:
 def read_bytes(path: str) -> bytes:
     """The whole encoded file, checked complete; MaskclsError naming the file otherwise."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO named x.jpg would block open() forever
+            raise MaskclsError(f"{path}: not a regular file (a FIFO, socket or device): not an image")
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
@@ -50,10 +63,15 @@ def read_bytes(path: str) -> bytes:
     return data
 
 
+MISSING_DATA_GREY = 128  # what libjpeg paints where a JPEG's entropy-coded data ran out
+
+
 def _imdecode(data: bytes, path: str, flag: int) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
     if img is None:
         raise MaskclsError(f"{path}: cannot decode image (corrupt or not an image)")
+    if data[:2] == b"\xff\xd8" and img.ndim == 3 and (img[-1] == MISSING_DATA_GREY).all():
+        raise MaskclsError(f"{path}: corrupt JPEG (its data ends early: the last rows decode to flat grey)")
     return img
 
 

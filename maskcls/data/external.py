@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 from pathlib import Path
 
 import cv2
@@ -43,7 +44,8 @@ def scan_external(src: str | Path, age_upper: int) -> pd.DataFrame:
     """Rows shaped like the train index: mask and class -1 (unknown), age and gender known."""
     src = Path(src)
     if src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."))
+        files = sorted(p for p in src.rglob("*")
+                       if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".") and p.is_file())  # fmt: skip
         parsed = [(p, UTKFACE.match(p.name)) for p in files]
         df = pd.DataFrame({"path": [str(p) for p, m in parsed if m], "age": [int(m[1]) for _, m in parsed if m],
                            "gender": [int(m[2]) for _, m in parsed if m]})  # fmt: skip
@@ -114,14 +116,22 @@ def frame_external(rows: pd.DataFrame, data_dir: str | Path, out_dir: str | Path
     size, face = target_framing(data_dir)
     tag = hashlib.sha1(repr((size, face, SOURCE_FACE)).encode()).hexdigest()[:8]
     folder = Path(out_dir) / "external" / f"{size[0]}x{size[1]}-{tag}"
+    # the highest of out_dir, out_dir/external, folder that this call creates: removed again if a photo fails,
+    # so a bad --external leaves no folder behind in an --out that did not exist
+    new = next((p for p in (Path(out_dir), folder.parent, folder) if not p.exists()), None)
     framed = []
-    for src in rows["path"]:
-        name = hashlib.sha1(str(Path(src).resolve()).encode()).hexdigest()[:12] + "-" + Path(src).stem + ".jpg"
-        dst = folder / name
-        if not dst.is_file():
-            img = reframe(read_image(src), size, face)  # RGB
-            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
-            io.atomic_write(dst, lambda tmp, b=buf: Path(tmp).write_bytes(b.tobytes()))
-        framed.append(str(dst))
+    try:
+        for src in rows["path"]:
+            name = hashlib.sha1(str(Path(src).resolve()).encode()).hexdigest()[:12] + "-" + Path(src).stem + ".jpg"
+            dst = folder / name
+            if not dst.is_file():
+                img = reframe(read_image(src), size, face)  # RGB
+                ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
+                io.atomic_write(dst, lambda tmp, b=buf: Path(tmp).write_bytes(b.tobytes()))
+            framed.append(str(dst))
+    except BaseException:
+        if new is not None:
+            shutil.rmtree(new, ignore_errors=True)
+        raise
     console.print(f"external faces: {len(rows)} re-framed to {size[0]}x{size[1]} in {folder}")
     return rows.assign(path=framed)

@@ -24,7 +24,7 @@ from maskcls import labels
 from maskcls.errors import MaskclsError
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
-MAX_AGE = 120  # an age above this in a folder name is a typo, not a person
+MAX_AGE = labels.MAX_AGE
 PERSON_RE = re.compile(r"^(?P<id>[0-9A-Za-z]+)_(?P<gender>male|female)_(?P<race>[^_]+)_(?P<age>\d{1,3})$", re.I)
 TRAIN_CSV_COLUMNS = ["id", "gender", "race", "age", "path"]
 INDEX_COLUMNS = [
@@ -96,8 +96,10 @@ def _scan_person(folder: os.DirEntry, junk: list[tuple[str, str]]) -> list[tuple
             junk.append((rel, "AppleDouble metadata file"))
         elif _is_hidden(entry.name):
             junk.append((rel, "hidden file or folder"))
-        elif not entry.is_file():
+        elif entry.is_dir():
             junk.append((rel, "folder inside a person folder"))
+        elif not entry.is_file():
+            junk.append((rel, "not a regular file (FIFO, socket, device or broken link)"))
         elif ext.lower() not in IMAGE_EXTS:
             junk.append((rel, f"not an image ({ext or 'no extension'})"))
         elif labels.mask_from_stem(stem) is None:
@@ -194,5 +196,6 @@ def scan_eval(data: str | Path) -> EvalIndex:
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise MaskclsError(f"{missing[0]}: listed in {info_path} but missing{more}")
+        what = "not a regular file" if os.path.lexists(missing[0]) else "missing"
+        raise MaskclsError(f"{missing[0]}: listed in {info_path} but {what}{more}")
     return EvalIndex(table=pd.DataFrame({"ImageID": info["ImageID"], "path": paths}), root=root)

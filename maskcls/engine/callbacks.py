@@ -69,9 +69,20 @@ class ConsoleCallback(Callback):
 
 
 class WandbCallback(Callback):
-    """Logs to Weights & Biases; offline automatically when no API key is configured."""
+    """Logs to Weights & Biases; offline automatically when no API key is configured.
+
+    Every file wandb writes stays under the run: its run files, and also its debug logs, artifact
+    cache, staging data and settings (which it otherwise puts in ~/.cache/wandb, ~/.local/share/wandb
+    and ~/.config/wandb), through the WANDB_*_DIR variables of this process, set before wandb loads.
+    """
+
+    DIRS = {"WANDB_DIR": "", "WANDB_CACHE_DIR": "cache", "WANDB_DATA_DIR": "data", "WANDB_CONFIG_DIR": "config"}
 
     def __init__(self, project: str, run_dir: Path):
+        for var, sub in self.DIRS.items():
+            folder = Path(run_dir) / "wandb" / sub
+            folder.mkdir(parents=True, exist_ok=True)
+            os.environ[var] = str(folder.resolve())
         import wandb  # imported only when --wandb is given
 
         self.wandb = wandb

@@ -415,11 +415,15 @@ def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
 
 
 def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callback] | None = None,
-          overrides: dict | None = None) -> Path:  # fmt: skip
-    """Train every fold the config asks for (or continue the run `resume`); returns the run directory."""
+          overrides: dict | None = None, task: str | None = None) -> Path:  # fmt: skip
+    """Train every fold the config asks for (or continue the run `resume`, which must be of `task`
+    when given: train-age --resume of a joint run is refused); returns the run directory."""
     if resume is not None:
         run_dir = Path(resume)
         cfg = resume_config(run_dir, overrides)
+        if task is not None and cfg.task != task:
+            raise MaskclsError(f"--resume {run_dir}: a {cfg.task} run; continue it with train-{cfg.task}, "
+                               f"not train-{task}")  # fmt: skip
     elif cfg.data is None:
         raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
     # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
@@ -445,7 +449,8 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     if cfg.drop_ages:
         ages = parse_ages(cfg.drop_ages)
         n = int((table["age_years"].isin(ages) & ~table["train_only"]).sum())
-        console.print(f"--drop-ages {cfg.drop_ages}: {n} images of those ages train in no fold (they still validate)")
+        console.print(f"--drop-ages {cfg.drop_ages}: ages {', '.join(map(str, sorted(ages)))}: {n} images train in no "
+                      "fold (they still validate)")  # fmt: skip
     n_persons = table.loc[~table["train_only"], "person"].nunique()
     if cfg.folds > n_persons:
         raise MaskclsError(f"--folds {cfg.folds} is more than the {n_persons} persons in {cfg.data}")

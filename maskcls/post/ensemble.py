@@ -19,9 +19,13 @@ def ensemble(paths: list[Path], weights: list[float] | None = None, method: str 
     if method not in METHODS:
         raise MaskclsError(f"--method must be one of {', '.join(METHODS)} (got {method!r})")
     weights = weights or [1.0] * len(paths)
-    if len(weights) != len(paths) or any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise MaskclsError(f"--weights needs {len(paths)} non-negative numbers with a positive sum (got {weights})")
-    w = np.asarray(weights, dtype=np.float64) / sum(weights)
+    w = np.asarray(weights, dtype=np.float64)
+    with np.errstate(over="ignore"):  # 1e308 + 1e308 overflows to inf: refused below, no warning
+        total = w.sum() if len(w) == len(paths) and np.isfinite(w).all() else np.nan
+    if len(w) != len(paths) or not np.isfinite(total) or (w < 0).any() or total <= 0:
+        raise MaskclsError(f"--weights needs {len(paths)} finite non-negative numbers with a positive, finite sum "
+                           f"(got {','.join(map(str, weights))})")  # fmt: skip
+    w = w / total
     frames = [read_probs(p) for p in paths]
     ref, heads = frames[0], heads_of(frames[0])
     for p, df in zip(paths[1:], frames[1:], strict=True):

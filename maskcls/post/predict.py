@@ -50,12 +50,16 @@ def image_table(images: str | Path) -> pd.DataFrame:
 
     folder = Path(images)
     if folder.is_dir():
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS
+        named = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS
                        and not any(part.startswith(".") for part in p.relative_to(folder).parts))  # fmt: skip
-        ids = [str(p.relative_to(folder)) for p in files]
     else:
-        files = sorted(Path(p) for p in glob.glob(str(images)) if Path(p).suffix.lower() in IMAGE_EXTS)
-        ids = [p.name for p in files]
+        named = sorted(Path(p) for p in glob.glob(str(images)) if Path(p).suffix.lower() in IMAGE_EXTS)
+    files = [p for p in named if p.is_file()]  # only regular files are photos: a FIFO would block the read
+    if len(files) < len(named):
+        others = [str(p) for p in named if not p.is_file()]
+        Console(stderr=True).print(f"--images: skipped {len(others)} entries that are not regular files (folders, "
+                                   f"FIFOs, devices, broken links), e.g. {others[0]}", markup=False)  # fmt: skip
+    ids = [str(p.relative_to(folder)) for p in files] if folder.is_dir() else [p.name for p in files]
     if not files:
         raise MaskclsError(f"--images {images}: no .jpg/.jpeg/.png photos found")
     return pd.DataFrame({"ImageID": ids, "path": [str(p) for p in files]})
@@ -96,16 +100,15 @@ def crop_source(paths: list[str], ckpt_cfg, console: Console, memo: dict):
 
 
 def cache_for(ckpt_path: Path, cache_dir: Path | None) -> Path | None:
-    """Where predict may cache decoded images: --cache-dir, or the training cache of a run directory.
+    """Where predict may cache decoded images: --cache-dir, the folder the user names, or nowhere.
 
-    RUN/foldK/best.pt uses RUN/../cache, the folder its training filled (inside the --out the user
-    named then). A loose checkpoint gets no cache: predict writes nothing beside a file it was given,
-    and the checkpoint's own cache_dir (a teammate's path, say) is never used.
+    Predict writes only its --out file (and --cache-dir when given). It once used RUN/../cache, the
+    training cache beside the run: a run folder from a tarball could then aim writes anywhere with a
+    symlinked `cache`, and a run given to predict is an input, not a place to write. Without a cache
+    each checkpoint decodes the eval images itself (seconds per thousand at reduced scale); the
+    checkpoint's own cache_dir (a teammate's path, say) is never used.
     """
-    if cache_dir is not None:
-        return Path(cache_dir)
-    run_dir = run_dir_of(ckpt_path)
-    return run_dir.parent / "cache" if run_dir is not None else None
+    return Path(cache_dir) if cache_dir is not None else None
 
 
 def run_dir_of(ckpt_path: Path) -> Path | None:

@@ -10,10 +10,9 @@ import pandas as pd
 
 from maskcls.data.index import read_csv
 from maskcls.errors import MaskclsError
-from maskcls.heads import HEADS
+from maskcls.heads import HEADS, check_probs
 
 COLUMN_RE = re.compile(rf"^({'|'.join(HEADS)})_(\d+)$")
-SUM_TOLERANCE = 1e-3
 
 
 def heads_of(df: pd.DataFrame) -> list[str]:
@@ -32,32 +31,7 @@ def read_probs(path: str | Path) -> pd.DataFrame:
     heads = heads_of(df)
     if not heads:
         raise MaskclsError(f"{path}: no probability columns (expected e.g. mask_0..mask_2, age_0..age_2)")
-    for head in heads:
-        cols = HEADS[head].columns()
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise MaskclsError(f"{path}: head {head!r} lacks column(s) {', '.join(missing)}")
-        p = df[cols].to_numpy(dtype=np.float64)
-        bad = np.isnan(p).any(axis=1)
-        if bad.any():
-            row = int(np.argmax(bad))
-            raise MaskclsError(
-                f"{path}: empty or missing value in row {row + 2} ({df['ImageID'][row]}): truncated file?"
-            )
-        negative = (p < 0).any(axis=1)
-        if negative.any():
-            row = int(np.argmax(negative))
-            raise MaskclsError(
-                f"{path}: {head} probabilities of {df['ImageID'][row]} (row {row + 2}) include a negative value "
-                f"({p[row].min():.4g}): not probabilities"
-            )
-        off = np.abs(p.sum(axis=1) - 1) > SUM_TOLERANCE
-        if off.any():
-            row = int(np.argmax(off))
-            raise MaskclsError(
-                f"{path}: {head} probabilities of {df['ImageID'][row]} (row {row + 2}) sum to {p[row].sum():.4f}, "
-                f"not 1 (within {SUM_TOLERANCE})"
-            )
+    check_probs(df, path)
     if df["ImageID"].duplicated().any():
         raise MaskclsError(f"{path}: ImageID {df['ImageID'][df['ImageID'].duplicated()].iloc[0]} appears twice")
     return df

@@ -62,6 +62,13 @@ def validate(sub: pd.DataFrame, info: pd.DataFrame) -> None:
 def read_answers(answers_path: Path, image_ids: pd.Series) -> pd.DataFrame:
     """An answer key (ImageID, ans) aligned to image_ids; checked before anything is written."""
     key = read_csv(answers_path, ["ImageID", "ans"], dtype={"ImageID": str})
+    ans = pd.to_numeric(key["ans"], errors="coerce")
+    bad = ans.isna() | (ans != ans.round()) | ~ans.between(0, labels.NUM_CLASSES - 1)
+    if bad.any():
+        i = int(bad.to_numpy().argmax())
+        raise MaskclsError(f"{answers_path}: row {i + 2} ({key['ImageID'].iloc[i]}): ans {str(key['ans'].iloc[i])!r} is not "
+                           f"a class 0..{labels.NUM_CLASSES - 1}")  # fmt: skip
+    key["ans"] = ans.astype(np.int64)
     return align(key, image_ids, str(answers_path), "eval/info.csv")
 
 

@@ -1,0 +1,213 @@
+"""What a hostile test battery broke, each case as it was reproduced: outputs over their own inputs,
+writes outside the folder named, FIFOs that block, JPEGs cut short with an end marker appended."""
+
+import os
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from maskcls.data.dataset import _imdecode, read_image
+from maskcls.errors import MaskclsError
+from tests.conftest import run_cli
+from tests.test_train import TINY
+
+
+def poisoned_jpeg(src, dst, keep: float = 0.5) -> None:
+    """The first part of a real JPEG and an end-of-image marker: libjpeg decodes it, grey below the cut."""
+    data = Path(src).read_bytes()
+    Path(dst).write_bytes(data[: int(len(data) * keep)] + b"\xff\xd9")
+
+
+@pytest.fixture()
+def copy_of_demo(demo_data, tmp_path):
+    dst = tmp_path / "data"
+    shutil.copytree(demo_data, dst)
+    return dst
+
+
+# 1 -------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("where", ["same", "slash", "absolute", "inside", "parent", "symlink"])
+def test_crop_refuses_an_output_that_overlaps_its_input(copy_of_demo, tmp_path, capsys, where):
+    before = {p: p.read_bytes() for p in copy_of_demo.rglob("*.jpg")}
+    link = tmp_path / "link"
+    link.symlink_to(copy_of_demo)
+    out = {"same": str(copy_of_demo), "slash": f"{copy_of_demo}/", "absolute": str(copy_of_demo.resolve()),
+           "inside": str(copy_of_demo / "crops"), "parent": str(tmp_path), "symlink": str(link)}[where]  # fmt: skip
+    code, _, err = run_cli(capsys, "crop", "--data", copy_of_demo, "--out", out, "--detectors", "center")
+    assert code == 2 and "write the output to a folder of its own" in err and len(err.strip().splitlines()) == 1
+    assert {p: p.read_bytes() for p in copy_of_demo.rglob("*.jpg")} == before  # not one photo touched
+    assert not (copy_of_demo / "crops").exists() and not (copy_of_demo / "boxes.csv").exists()
+
+
+# 2 -------------------------------------------------------------------------------------------------
+def test_make_demo_refuses_a_folder_that_holds_a_data_set(copy_of_demo, capsys):
+    csv_before = (copy_of_demo / "train" / "train.csv").read_text()
+    persons = sorted(p.name for p in (copy_of_demo / "train" / "images").iterdir())
+    code, _, err = run_cli(capsys, "make-demo", copy_of_demo, "--train-persons", "3", "--eval-persons", "1")
+    assert code == 2 and "folder is not empty" in err and "--force" in err
+    assert (copy_of_demo / "train" / "train.csv").read_text() == csv_before
+    assert sorted(p.name for p in (copy_of_demo / "train" / "images").iterdir()) == persons
+    # --force replaces the demo's own parts and keeps the rest
+    (copy_of_demo / "notes.txt").write_text("mine\n")
+    code, _, err = run_cli(capsys, "make-demo", copy_of_demo, "--train-persons", "3", "--eval-persons", "1", "--force")
+    assert code == 0, err
+    assert len(list((copy_of_demo / "train" / "images").glob("0*"))) == 3
+    assert (copy_of_demo / "notes.txt").read_text() == "mine\n"
+
+
+# 3 -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_predict_writes_only_its_out_file_and_follows_no_cache_link(demo_data, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--out", runs, *TINY, "--epochs", "1",
+                           "--img-size", "32", "--no-cache")  # fmt: skip
+    assert code == 0, err
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (runs / "cache").symlink_to(outside)  # as a run folder unpacked from a tarball might hold
+    before = sorted(str(p) for p in runs.rglob("*"))
+    code, _, err = run_cli(capsys, "predict", runs / "gender-test_resnet", "--data", demo_data,
+                           "--out", tmp_path / "p.csv")  # fmt: skip
+    assert code == 0, err
+    assert list(outside.iterdir()) == [] and sorted(str(p) for p in runs.rglob("*")) == before
+    assert len(pd.read_csv(tmp_path / "p.csv")) == len(pd.read_csv(demo_data / "eval" / "info.csv"))
+
+
+# 4 -------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_wandb_writes_nothing_outside_the_run(demo_data, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("wandb")
+    home = tmp_path / "home"
+    home.mkdir()
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "train-gender", "--data", demo_data, "--out", tmp_path / "runs", *TINY,
+                           "--epochs", "1", "--img-size", "32", "--wandb")  # fmt: skip
+    for var in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_CONFIG_DIR"):
+        os.environ.pop(var, None)  # set by the callback for its own process; not for the next test
+    assert code == 0, err
+    assert list(home.rglob("*")) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home", "runs"]
+
+
+# 5 -------------------------------------------------------------------------------------------------
+def test_a_fifo_named_like_a_photo_is_skipped_not_read(copy_of_demo, tmp_path, capsys):
+    person = sorted((copy_of_demo / "train" / "images").glob("0*"))[0]
+    (person / "mask1.jpg").unlink()
+    os.mkfifo(person / "mask1.jpg")
+    code, out, err = run_cli(capsys, "eda", "--data", copy_of_demo)
+    assert code == 0, err
+    assert "mask1.jpg: not a regular file" in out
+    with pytest.raises(MaskclsError, match="not a regular file"):
+        read_image(str(person / "mask1.jpg"))
+    from maskcls.post.predict import image_table
+
+    table = image_table(person)
+    assert "mask1.jpg" not in set(table["ImageID"]) and len(table) == 6
+    assert "skipped 1 entries that are not regular files" in capsys.readouterr().err
+
+
+# 6 and 12 ------------------------------------------------------------------------------------------
+def test_a_jpeg_cut_short_with_an_end_marker_is_unreadable_everywhere(copy_of_demo, tmp_path, capsys):
+    person = sorted((copy_of_demo / "train" / "images").glob("0*"))[3]
+    real = person / "normal.jpg"
+    shutil.copy(real, tmp_path / "whole.jpg")
+    poisoned_jpeg(tmp_path / "whole.jpg", real)
+    assert cv2.imread(str(real)) is not None  # OpenCV itself decodes it (grey below the cut), naming no file
+    with pytest.raises(MaskclsError, match="corrupt JPEG"):
+        read_image(str(real), (64, 48))
+    # eda lists it, and an eval photo cut the same way (eda once never opened eval photos)
+    info = pd.read_csv(copy_of_demo / "eval" / "info.csv")
+    eval_photo = copy_of_demo / "eval" / "images" / info["ImageID"][0]
+    poisoned_jpeg(tmp_path / "whole.jpg", eval_photo)
+    code, out, err = run_cli(capsys, "eda", "--data", copy_of_demo)
+    assert code == 0, err
+    flat = out.replace("\n", "")
+    assert f"unreadable or truncated image: {real}" in flat and f"unreadable or truncated image: {eval_photo}" in flat
+    # crop records it as failed instead of writing a half-grey crop
+    code, out, err = run_cli(capsys, "crop", "--data", copy_of_demo, "--out", tmp_path / "crops", "--detectors",
+                             "center")  # fmt: skip
+    assert code == 0, err
+    boxes = pd.read_csv(tmp_path / "crops" / "boxes.csv")
+    assert boxes.set_index("path").loc[f"train/images/{person.name}/normal.jpg", "detector"] == "failed"
+    assert not (tmp_path / "crops" / "train" / "images" / person.name / "normal.jpg").exists()
+
+
+def test_no_dev_photo_looks_poisoned_and_a_cut_one_does(dev_data):
+    """The check's false positives on real photos: none of the first 700 dev photos is refused;
+    the same photo cut in half is, at the training size's reduced decode too."""
+    from maskcls.data import scan_train
+
+    paths = [Path(p) for p in scan_train(dev_data).table["path"][:700]]
+    for p in paths:
+        assert read_image(str(p), (128, 96)).shape == (128, 96, 3)
+    data = paths[0].read_bytes()
+    with pytest.raises(MaskclsError, match="corrupt JPEG"):
+        _imdecode(data[: len(data) // 2] + b"\xff\xd9", "cut.jpg", cv2.IMREAD_REDUCED_COLOR_4)
+
+
+# 8 -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_joint(demo_data, tmp_path_factory):
+    """A real joint run over 2 folds (1 epoch): its oof.csv holds every training image."""
+    from maskcls.cli import main
+
+    out = tmp_path_factory.mktemp("tiny")
+    args = ["train-joint", "--data", str(demo_data), "--out", str(out), *TINY, "--epochs", "1", "--img-size", "32",
+            "--fold", "all", "--folds", "2"]  # fmt: skip
+    assert main(args) == 0
+    return out / "joint-test_resnet"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value,problem", [("nan", "empty or missing value"), ("inf", "not finite"),
+                                           ("1.5", "above 1"), ("x", "'x' is not a number")])  # fmt: skip
+def test_every_reader_of_oof_refuses_a_bad_probability(tiny_joint, tmp_path, capsys, value, problem):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_joint, run)
+    oof = pd.read_csv(run / "oof.csv", dtype=str)
+    oof.loc[4, "age_1"] = value
+    oof.to_csv(run / "oof.csv", index=False)
+    for cmd in (["score", run], ["tune-thresholds", run], ["audit", run, "--out", tmp_path / "audit"]):
+        code, _, err = run_cli(capsys, *cmd)
+        assert code == 2, (cmd[0], err)
+        assert f"oof.csv: row 6 ({oof['path'][4]}), column age_1: {problem}" in err, (cmd[0], err)
+    assert not (run / "tuned.json").exists() and not (tmp_path / "audit").exists()
+
+
+# 11 ------------------------------------------------------------------------------------------------
+def test_a_photo_replaced_with_its_size_and_mtime_kept_is_decoded_again(tmp_path):
+    from maskcls.data.cache import cached_source
+
+    rng = np.random.default_rng(0)
+    a, b = (rng.integers(0, 255, (64, 48, 3), dtype=np.uint8) for _ in range(2))
+    path = tmp_path / "face.png"  # stored, not deflated: two different photos of one size, byte for byte
+    cv2.imwrite(str(path), a, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    first = cached_source(tmp_path / "cache", (64, 48), [str(path)])(0)
+    assert np.array_equal(first, a[..., ::-1])  # RGB
+    st = path.stat()
+    ok, buf = cv2.imencode(".png", b, [cv2.IMWRITE_PNG_COMPRESSION, 0])
+    assert len(buf) == st.st_size
+    path.write_bytes(buf.tobytes())
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # what `cp -p` of another photo leaves
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    again = cached_source(tmp_path / "cache", (64, 48), [str(path)])(0)
+    assert np.array_equal(again, b[..., ::-1])
+
+
+# 13 ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_resume_under_another_task_is_refused(tiny_joint, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_joint, run)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*"))
+    code, _, err = run_cli(capsys, "train-age", "--resume", run)
+    assert code == 2 and "a joint run; continue it with train-joint, not train-age" in err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
