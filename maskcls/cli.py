@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click_exceptions.ClickException as e:  # usage errors (bad flag or value): one line too, exit 2
         message = " ".join(e.format_message().split())
+        if not message:  # bare `maskcls` (or a group without its command): the help was shown, nothing failed
+            return 0
         ctx = getattr(e, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
         Console(stderr=True).print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)

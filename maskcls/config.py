@@ -78,6 +78,7 @@ RANGES = {
     "accum_steps": (1, 1024, True, True),
     "patience": (0, 10_000, True, True),
     "workers": (-1, 256, True, True),
+    "seed": (0, 2**32 - 1, True, True),  # what numpy's and torch's generators take
 }
 IMG_SIDE = (16, 1024)  # the contest's photos are 512x384: a larger input only upsamples (and a huge cache)
 
@@ -123,6 +124,10 @@ def load_json(path: str | Path) -> dict:
         obj = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise MaskclsError(f"{path}: invalid JSON ({e.msg} at line {e.lineno})") from None
+    except RecursionError:
+        raise MaskclsError(f"{path}: JSON nested too deeply to be a config") from None
+    except (UnicodeDecodeError, OSError) as e:
+        raise MaskclsError(f"{path}: cannot read config ({e})") from None
     if not isinstance(obj, dict):
         raise MaskclsError(f"{path}: expected a JSON object of key: value")
     return obj
@@ -270,5 +275,6 @@ def resolve(task: str | None = None, config_file: str | Path | None = None, flag
             f"fold {cfg.fold} does not exist with {cfg.folds} folds (use 0..{cfg.folds - 1}, 'all' or 'none')"
         )
     if task is not None and cfg.task != task:
-        raise MaskclsError(f"{config_file}: sets task {cfg.task!r} but the command trains {task!r}")
+        raise MaskclsError(f"{origin['task']}: sets task {cfg.task!r} but the command trains {task!r} "
+                           f"(use train-{cfg.task}, or leave task out)")  # fmt: skip
     return cfg

@@ -18,6 +18,7 @@ from maskcls.data.dataset import decode, encoded_size
 from maskcls.data.index import EvalIndex, TrainIndex
 from maskcls.errors import MaskclsError
 from maskcls.heads import class_names
+from maskcls.runs import make_dir
 
 SHOW_FIRST = 10  # how many junk entries and odd persons to list by name
 
@@ -133,7 +134,7 @@ def plots(index: TrainIndex, out: str | Path, age_upper: int, per_class: int = 4
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "--plots")
     t = index.table
     written = []
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from maskcls import io, weights
 from maskcls.errors import MaskclsError
+from maskcls.heads import HEADS
 from maskcls.heads import label_map as label_map_of
 
 
@@ -281,8 +282,15 @@ def load_for_inference(path: Path, device: torch.device) -> tuple[Classifier, di
     ckpt = io.torch_load(path)
     if not (isinstance(ckpt, dict) and {"model", "config", "heads"} <= set(ckpt)):
         raise MaskclsError(f"{path}: not a maskcls checkpoint (no model/config/heads inside)")
+    heads = ckpt["heads"]
+    if not (isinstance(heads, dict) and heads and all(isinstance(n, int) and n > 0 for n in heads.values())
+            and set(heads) <= set(HEADS) and isinstance(ckpt["config"], dict)):  # fmt: skip
+        raise MaskclsError(f"{path}: not a maskcls checkpoint (its heads or config are not what maskcls writes)")
     cfg = Config({**defaults(), **ckpt["config"], "pretrained": False, "weights": None})  # keys added since: defaults
     ckpt["config"] = cfg
-    model = build_model(cfg, ckpt["heads"])
-    model.load_state_dict(ckpt["model"])
+    model = build_model(cfg, heads)
+    try:
+        model.load_state_dict(ckpt["model"])
+    except (RuntimeError, TypeError, AttributeError) as e:  # tensors of other shapes, missing or extra keys
+        raise MaskclsError(f"{path}: weights do not fit the model its config describes ({_first_line(e)})") from None
     return model.to(device).eval(), ckpt

@@ -10,17 +10,33 @@ Layout of a run (one experiment; every fold it trains is a sub-folder):
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from maskcls.errors import MaskclsError
+from maskcls.errors import MaskclsError, warn
+
+
+def make_dir(path: str | Path, flag: str = "--out") -> Path:
+    """mkdir -p, or one line naming the flag and why not (a file there, a file above it, read-only)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise MaskclsError(f"{flag} {path}: is a file, not a folder") from None
+    except NotADirectoryError:
+        raise MaskclsError(f"{flag} {path}: a part of the path is a file, not a folder") from None
+    except OSError as e:
+        raise MaskclsError(f"{flag} {path}: cannot create the folder ({e.strerror or e})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise MaskclsError(f"{flag} {path}: folder is not writable")
+    return path
 
 
 def new_run_dir(out: str | Path, name: str) -> Path:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dir(out)
     candidate, n = out / name, 1
     while True:
         try:
@@ -29,6 +45,8 @@ def new_run_dir(out: str | Path, name: str) -> Path:
         except FileExistsError:
             n += 1
             candidate = out / f"{name}-{n}"
+        except OSError as e:
+            raise MaskclsError(f"--out {out}: cannot create {candidate.name} ({e.strerror or e})") from None
 
 
 def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
@@ -95,7 +113,14 @@ def run_table(root: str | Path) -> pd.DataFrame:
     if not root.is_dir():
         raise MaskclsError(f"{root}: directory not found")
     dirs = sorted({p.parent for p in root.rglob("config.json") if any(p.parent.glob("fold*"))})
-    table = pd.DataFrame([run_summary(d) for d in dirs])
+    rows = []
+    for d in dirs:  # one broken run (a corrupt metrics.json, say) is skipped with a line, not the whole table
+        try:
+            rows.append(run_summary(d))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, pd.errors.ParserError) as e:
+            reason = str(e).splitlines()[0][:120] if str(e) else ""
+            warn(f"skipped {d}: unreadable run files ({type(e).__name__}: {reason})")
+    table = pd.DataFrame(rows)
     if table.empty:
         return table
     # what a run is judged by: the 18-class F1 where the run has it, else its own head's

@@ -17,6 +17,8 @@ def resolve_device(name: str) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise MaskclsError("--device cuda asked for, but torch sees no CUDA device")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MaskclsError("--device mps asked for, but this machine has no Apple GPU (MPS)")
     return torch.device(name)
 
 

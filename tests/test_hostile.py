@@ -211,3 +211,27 @@ def test_resume_under_another_task_is_refused(tiny_joint, tmp_path, capsys):
     code, _, err = run_cli(capsys, "train-age", "--resume", run)
     assert code == 2 and "a joint run; continue it with train-joint, not train-age" in err
     assert sorted((p.name, p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+
+
+# tracebacks ----------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_a_checkpoint_whose_heads_disagree_with_its_weights_is_a_line(tiny_joint, demo_data, tmp_path, capsys):
+    import torch
+
+    ckpt = torch.load(tiny_joint / "fold0" / "best.pt", weights_only=True)
+    ckpt["heads"] = {**ckpt["heads"], "age": 5}  # the age layer's weights hold 3 rows
+    torch.save(ckpt, tmp_path / "odd.pt")
+    code, _, err = run_cli(capsys, "predict", tmp_path / "odd.pt", "--data", demo_data, "--out", tmp_path / "p.csv")
+    assert code == 2 and "odd.pt: weights do not fit the model its config describes" in err
+    assert not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metrics", ["", "[1, 2]", '{"fold": 0}', "{not json"])
+def test_runs_skips_a_run_with_a_broken_metrics_file_and_shows_the_rest(tiny_joint, tmp_path, capsys, metrics):
+    for name in ("good", "bad"):
+        shutil.copytree(tiny_joint, tmp_path / "runs" / name)
+    (tmp_path / "runs" / "bad" / "fold1" / "metrics.json").write_text(metrics)
+    code, out, err = run_cli(capsys, "runs", tmp_path / "runs")
+    assert code == 0, err
+    assert "warning: skipped" in err and "bad" in err and "good" in out and "1 runs below" in out

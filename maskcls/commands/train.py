@@ -35,6 +35,8 @@ def parse_set(items: list[str]) -> dict:
             out[key.strip().replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
             out[key.strip().replace("-", "_")] = value
+        except RecursionError:
+            raise typer.BadParameter(f"{key.strip()}: value nested too deeply", param_hint="--set") from None
     return out
 
 

@@ -65,7 +65,7 @@ def load_relabel(path: str | Path) -> pd.DataFrame:
         g, a = r["gender"].strip().lower(), r["age"].strip()
         if g and g not in ("male", "female", "0", "1"):
             raise MaskclsError(f"{where}: gender {r['gender']!r} is not male/female/0/1")
-        if a and not (a.isdigit() and int(a) <= 120):
+        if a and not (a.isascii() and a.isdigit() and int(a) <= labels.MAX_AGE):  # "²".isdigit() is True
             raise MaskclsError(f"{where}: age {r['age']!r} is not a whole number of years (0..120)")
     if df["person"].duplicated().any():
         raise MaskclsError(f"{path}: person {df.loc[df['person'].duplicated(), 'person'].iloc[0]} is listed twice")

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from maskcls import heads, io, weights
-from maskcls.config import Config, defaults, merge
+from maskcls.config import Config, defaults, load_json, merge
 from maskcls.data import assign_folds, load_folds, save_folds
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
@@ -397,8 +397,9 @@ def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
     path = run_dir / "config.json"
     if not path.is_file():
         raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
-    saved = json.loads(path.read_text())
-    cfg = Config({**defaults(), **{k: v for k, v in saved.items() if k in defaults()}})  # keys added since
+    saved = load_json(path)  # a corrupt file is one line; its values are checked like any config's
+    base = defaults()
+    cfg = merge(base, {k: v for k, v in saved.items() if k in base}, str(path))  # keys added since: defaults
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     refused = [k for k in given if k not in RESUME_KEYS]
     if refused:

@@ -28,7 +28,7 @@ from rich.table import Table
 from maskcls import io
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, marginals
-from maskcls.runs import read_oof
+from maskcls.runs import make_dir, read_oof
 
 PERSON_HEADS = ("gender", "age")  # labels of the person folder: one unit
 IMAGE_HEADS = ("mask",)  # labels of the file name: one image
@@ -117,7 +117,7 @@ def write_audit(suspects: pd.DataFrame, facts: dict, out: Path, top: int, consol
 
     console = console or Console()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dir(out, "--out")
     io.write_csv(out / "suspects.csv", suspects.round({"loss": 4, "entropy": 4, "p_given": 4}))
     plot_suspects(suspects.head(top), out / "suspects.png")
     t = Table(title=f"audit: {facts['persons']} persons, {facts['images']} images out of fold; top suspects")

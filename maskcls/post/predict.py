@@ -24,7 +24,7 @@ from maskcls.data.dataset import FaceDataset
 from maskcls.engine import distributed
 from maskcls.engine.inference import infer
 from maskcls.engine.kinds import build_heads
-from maskcls.errors import MaskclsError
+from maskcls.errors import MaskclsError, warn
 from maskcls.heads import marginals
 from maskcls.models import load_for_inference
 from maskcls.post.tune import apply_tuned, load_tuned
@@ -57,8 +57,8 @@ def image_table(images: str | Path) -> pd.DataFrame:
     files = [p for p in named if p.is_file()]  # only regular files are photos: a FIFO would block the read
     if len(files) < len(named):
         others = [str(p) for p in named if not p.is_file()]
-        Console(stderr=True).print(f"--images: skipped {len(others)} entries that are not regular files (folders, "
-                                   f"FIFOs, devices, broken links), e.g. {others[0]}", markup=False)  # fmt: skip
+        warn(f"--images: skipped {len(others)} entries that are not regular files (folders, FIFOs, devices, "
+             f"broken links), e.g. {others[0]}")  # fmt: skip
     ids = [str(p.relative_to(folder)) for p in files] if folder.is_dir() else [p.name for p in files]
     if not files:
         raise MaskclsError(f"--images {images}: no .jpg/.jpeg/.png photos found")

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskcls import io, labels
-from maskcls.data.index import read_csv
+from maskcls.data.index import check_image_id, read_csv
 from maskcls.engine.metrics import head_metrics
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, class_names, predict_classes
@@ -66,8 +66,9 @@ def read_answers(answers_path: Path, image_ids: pd.Series) -> pd.DataFrame:
     bad = ans.isna() | (ans != ans.round()) | ~ans.between(0, labels.NUM_CLASSES - 1)
     if bad.any():
         i = int(bad.to_numpy().argmax())
-        raise MaskclsError(f"{answers_path}: row {i + 2} ({key['ImageID'].iloc[i]}): ans {str(key['ans'].iloc[i])!r} is not "
-                           f"a class 0..{labels.NUM_CLASSES - 1}")  # fmt: skip
+        given = str(key["ans"].iloc[i])
+        raise MaskclsError(f"{answers_path}: row {i + 2} ({key['ImageID'].iloc[i]}): ans {given!r} is not a class "
+                           f"0..{labels.NUM_CLASSES - 1}")  # fmt: skip
     key["ans"] = ans.astype(np.int64)
     return align(key, image_ids, str(answers_path), "eval/info.csv")
 
@@ -96,6 +97,8 @@ def submit(
     io.clean_stale_temps(out_dir)  # hidden temp files of a submit that was killed while writing
     info_path = Path(data) / "eval" / "info.csv"
     info = read_csv(info_path, ["ImageID", "ans"], dtype={"ImageID": str})
+    for i, name in enumerate(info["ImageID"]):  # the same rule as crop and predict: plain file names only
+        check_image_id(name, info_path, i + 2)
     probs = combine(sources, info["ImageID"], str(info_path))
     key = read_answers(answers, info["ImageID"]) if answers is not None else None
     sub = info[["ImageID"]].copy()
