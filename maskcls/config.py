@@ -226,7 +226,12 @@ def _check_type(key: str, value, default, source: str):
         raise MaskclsError(
             f"{source}: {flag_name(key, source)} must be one of {', '.join(allowed)} (got {value!r}{hint})"
         )
-    if default is None or value is None:
+    if value is None:
+        return value
+    if default is None:  # keys without a default are paths, names or text (drop_ages may also be a list)
+        allowed = (str, list) if key == "drop_ages" else (str,)
+        if not isinstance(value, allowed):
+            raise MaskclsError(f"{source}: {flag_name(key, source)} must be text (got {value!r})")
         return value
     if isinstance(default, bool):
         ok = isinstance(value, bool)

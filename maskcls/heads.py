@@ -117,12 +117,15 @@ def check_probs(df, source, key: str = "ImageID") -> list[str]:
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise MaskclsError(f"{source}: head {head!r} lacks column(s) {', '.join(missing)}")
+        values = {}
         for c in cols:
-            if not pd.api.types.is_numeric_dtype(df[c]):
-                bad = pd.to_numeric(df[c], errors="coerce").isna() & df[c].notna()
-                i = int(np.argmax(bad.to_numpy())) if bad.any() else 0
+            v = pd.to_numeric(df[c], errors="coerce")  # text -> NaN: found below, named as text
+            bad = (v.isna() & df[c].notna()).to_numpy()
+            if bad.any():
+                i = int(np.argmax(bad))
                 raise MaskclsError(f"{source}: {where(i)}, column {c}: {df[c].iloc[i]!r} is not a number")
-        p = df[cols].to_numpy(dtype=np.float64)
+            values[c] = v.to_numpy(dtype=np.float64)
+        p = np.stack([values[c] for c in cols], axis=1) if len(df) else np.zeros((0, len(cols)))
         for problem, bad in (("empty or missing value (a truncated file?)", np.isnan(p)),
                              ("not finite", np.isinf(p)), ("a negative value", p < 0), ("above 1", p > 1)):  # fmt: skip
             if bad.any():
