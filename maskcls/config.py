@@ -206,6 +206,8 @@ def _check(key: str, value, default, source: str):
 
 def _check_type(key: str, value, default, source: str):
     if key == "img_size":
+        if not isinstance(value, int | list | tuple) or isinstance(value, bool):
+            raise MaskclsError(f"{source}: {flag_name(key, source)} must be one number or H W (got {value!r})")
         value = [value, value] if isinstance(value, int) else list(value)
         if len(value) == 1:
             value = value * 2

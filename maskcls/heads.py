@@ -12,6 +12,7 @@ that registry's keys; regression was exactly that). Adding a head: one entry in 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,7 +109,7 @@ def check_probs(df, source, key: str = "ImageID") -> list[str]:
     def where(i: int) -> str:
         return f"row {i + 2}" + (f" ({df[key].iloc[i]})" if key in df.columns else "")
 
-    found = [h for h in HEADS if f"{h}_0" in df.columns]
+    found = [h for h in HEADS if any(re.fullmatch(rf"{h}_\d+", str(c)) for c in df.columns)]
     groups = {h: HEADS[h].columns() for h in found}
     cum = [c for c in df.columns if "_ge_" in str(c)]
     if cum:

@@ -52,7 +52,10 @@ def scan_external(src: str | Path, age_upper: int) -> pd.DataFrame:
         if df.empty:
             raise MaskclsError(f"{src}: no face photos named <age>_<gender>_<race>_<date>.jpg (UTKFace naming)")
     elif src.is_file():
-        df = read_csv(src, ["path", "age", "gender"], dtype={"path": str})
+        df = read_csv(src, ["path", "age", "gender"], dtype=str, keep_default_na=False)
+        empty = df["path"].str.strip() == ""
+        if empty.any():
+            raise MaskclsError(f"{src}: row {int(empty.to_numpy().argmax()) + 2} has no path")
         df["path"] = [p if Path(p).is_absolute() else str(src.parent / p) for p in df["path"]]
         df["gender"] = [_gender(g, src) for g in df["gender"]]
         missing = [p for p in df["path"] if not Path(p).is_file()]
@@ -61,8 +64,9 @@ def scan_external(src: str | Path, age_upper: int) -> pd.DataFrame:
     else:
         raise MaskclsError(f"{src}: --external must be a folder of UTKFace-named photos or a CSV path,age,gender")
     ages = pd.to_numeric(df["age"], errors="coerce")
-    if ages.isna().any() or not ages.between(1, 120).all():
-        raise MaskclsError(f"{src}: age {df['age'][ages.isna() | ~ages.between(1, 120)].iloc[0]!r} is not plausible")
+    bad = ages.isna() | ~ages.between(1, labels.MAX_AGE) | (ages != ages.round())
+    if bad.any():
+        raise MaskclsError(f"{src}: age {str(df['age'][bad].iloc[0])!r} is not a plausible whole number of years")
     stems = [Path(p).stem for p in df["path"]]
     age_group = labels.age_group(ages.to_numpy(int), age_upper)
     return pd.DataFrame({
