@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/maskcls make-demo --force $(DEMO)
 	$(VENV)/bin/maskcls eda --data $(DEMO)
 	PATH=$(VENV)/bin:$$PATH IMG_SIZE="96 72" CROP_SIZE="128 96" EPOCHS=6 BATCH_SIZE=16 \
-	  FOLDS=3 TRAIN_FOLDS=0 scripts/pipeline.sh $(DEMO) $(DEMO)/out
+	  FOLDS=3 TRAIN_FOLDS=0 scripts/pipeline.sh $(DEMO) $(DEMO)-out
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -32,4 +32,4 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) $(DEMO) runs .pytest_cache
+	rm -rf $(VENV) $(DEMO) $(DEMO)-out runs .pytest_cache

@@ -187,7 +187,13 @@ _NUMPY_DTYPE_RE = re.compile(r"^numpy\.dtypes\.\w+DType$")
 
 
 def torch_load(path: str | Path, what: str = "checkpoint"):
-    """torch.load that never runs code from the file; errors are one line naming the file."""
+    """torch.load that never runs code from the file; errors are one line naming the file.
+
+    No size cap: what a checkpoint may weigh depends on its backbone (tv/mobilenet_v2's is 14 MB
+    with its optimizer state, a ViT-L's several GB), which is known only from the config inside
+    it, i.e. after reading it; a fixed cap would refuse real large backbones. A padded file costs
+    memory while it loads (a 1 GiB one peaked at 2.7 GB) but cannot run code or become a model.
+    """
     import torch
 
     path = Path(path)

@@ -149,7 +149,7 @@ def pin_weights(cfg) -> weights.Found | None:
 def build_model(cfg, heads: dict[str, int]) -> Classifier:
     """The backbone (timm name or tv/NAME) and its heads, started from the weights cfg resolves to.
 
-    A local file loads strictly (models.weights.load_strict); timm names without a local file
+    A local file loads strictly (weights.load_strict); timm names without a local file
     download through timm's hub with --pretrained.
     """
     check_backbone(cfg.backbone)
