@@ -53,11 +53,6 @@ class Found:
     sha256: str | None = None
     url: str | None = None
 
-    def record(self) -> dict:
-        """What config.json keeps of it."""
-        return {"source": self.source, "file": None if self.path is None else str(self.path),
-                "sha256": self.sha256, "url": self.url}  # fmt: skip
-
 
 def is_tv(backbone: str) -> bool:
     return backbone.startswith(TV_PREFIX)
