@@ -143,6 +143,7 @@ def pin_weights(cfg) -> weights.Found | None:
         raise MaskclsError(f"{found.path}: SHA-256 {found.sha256[:12]}... is not the weights_sha256 "
                            f"{cfg.weights_sha256[:12]}... the config asks for")  # fmt: skip
     cfg["weights"], cfg["weights_sha256"] = str(found.path.resolve()), found.sha256
+    build_model(cfg, {"mask": 3})  # a file that does not fit fails here, before any run folder exists
     return found
 
 
