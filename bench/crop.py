@@ -1,86 +1,98 @@
-"""Face-detection throughput per detector on the dev set's photos.
+"""Face detector chains side by side: which detector answered, faces held, images/s.
 
-    python bench/crop.py [--data ../shared/data/maskproxy-dev] [--images 200] [--device cpu]
+    python bench/crop.py [--images 300] [--chains mtcnn,haar,center haar,center ...] [--device cpu]
 
-haar and center run on all --images; retinaface runs on a few images with randomly initialised
-weights unless --retinaface-weights is given (speed does not depend on the weights); mtcnn only
-when facenet-pytorch is installed. Reports images/s of detection alone (decoding excluded) and
-the share of images where the detector found a face. Prints a table and writes JSON.
+Two sets of real faces, each in its own framing:
+- `maskproxy-dev` eval photos (384x512 portraits, drawn masks): `faces.csv` gives every face's
+  centre (±10 px), so "held" is the share of photos whose chosen face box contains that centre;
+- `utkface-extra` (200x200 tight, aligned bare faces): the face centre is the frame's centre.
+
+Per chain: the share of photos each detector answered (the first that found a face wins, as in
+`maskcls crop`), faces held, and images/s of the chain (decoding excluded; threads as `crop`).
+retinaface runs only with --retinaface-weights (no weights are installed; speed alone says
+nothing of a detector). Prints a table and writes JSON. Quality (train on each chain's crops)
+is bench/quality.py's `crop-*` rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
-import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from maskcls.config import ROOT
+from maskcls.crop import _detect_chain
 from maskcls.data import scan_eval
 from maskcls.detectors import create_detectors
-from maskcls.errors import MaskclsError
+
+SHARED = ROOT.parent / "shared" / "data"
 
 
-def random_retinaface_weights() -> str:
-    import torch
-    from retinaface.network import RetinaFace
+def dev_set(root: Path, n: int) -> tuple[list[str], list[tuple[float, float] | None]]:
+    ev = scan_eval(root).table.head(n)
+    faces = pd.read_csv(root / "faces.csv").set_index("ImageID")
+    return ev["path"].tolist(), [tuple(faces.loc[i, ["cx", "cy"]]) for i in ev["ImageID"]]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        net = RetinaFace(name="Resnet50", pretrained=False, in_channels=256, out_channels=256,
-                         return_layers={"layer2": 1, "layer3": 2, "layer4": 3})  # fmt: skip
-    path = Path(tempfile.mkdtemp()) / "retinaface_random.pth"
-    torch.save(net.state_dict(), path)
-    return str(path)
+
+def utk_set(root: Path, n: int) -> tuple[list[str], list[tuple[float, float] | None]]:
+    paths = sorted(str(p) for p in (root / "images").glob("*.jpg"))[:: max(1, 2823 // n)][:n]
+    return paths, [None] * len(paths)  # None: the frame's centre
+
+
+def measure(chain: list[str], paths: list[str], centres: list, options: dict, batch: int = 16) -> dict:
+    images = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
+    detectors = create_detectors(chain, **options)
+    answered: dict[str, int] = {}
+    held = 0
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(2) as pool:
+        for s in range(0, len(images), batch):
+            for k, (name, face) in enumerate(_detect_chain(detectors, images[s : s + batch], pool)):
+                img = images[s + k]
+                cx, cy = centres[s + k] or (img.shape[1] / 2, img.shape[0] / 2)
+                answered[name] = answered.get(name, 0) + 1
+                held += face.x0 <= cx <= face.x1 and face.y0 <= cy <= face.y1
+    seconds = time.perf_counter() - t0
+    n = len(images)
+    return {"images": n, "images_per_s": round(n / seconds, 1), "held": round(held / n, 3),
+            "answered": {k: round(v / n, 3) for k, v in answered.items()}}  # fmt: skip
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "maskproxy-dev")
-    ap.add_argument("--images", type=int, default=200)
-    ap.add_argument("--retinaface-images", type=int, default=8, help="fewer: about 1 s a photo on 2 CPU cores")
-    ap.add_argument("--retinaface-weights", default=None)
+    ap.add_argument("--dev", type=Path, default=SHARED / "maskproxy-dev")
+    ap.add_argument("--extra", type=Path, default=SHARED / "utkface-extra")
+    ap.add_argument("--images", type=int, default=300, help="photos per set")
+    ap.add_argument("--chains", nargs="+", default=["haar,center", "mtcnn,center", "mtcnn,haar,center"])
+    ap.add_argument("--retinaface-weights", default=None, help="adds retinaface,haar,center")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", type=Path, default=Path("bench/results/crop.json"))
     args = ap.parse_args()
-    paths = scan_eval(args.data).table["path"].tolist()[: args.images]
-    images = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
-    results = {}
-    for name in ("center", "haar", "retinaface", "mtcnn"):
-        opts = {"device": args.device}
-        batch = images
-        try:
-            if name == "retinaface":
-                opts["weights"] = args.retinaface_weights or random_retinaface_weights()
-                batch = images[: args.retinaface_images]
-            [det] = create_detectors([name], **opts)
-        except (MaskclsError, ImportError) as e:
-            results[name] = {"skipped": str(e)}
-            continue
-        t0 = time.perf_counter()
-        found = 0
-        step = 8 if det.batched else 1
-        for i in range(0, len(batch), step):
-            found += sum(bool(b) for b in det.detect(batch[i : i + step]))
-        dt = time.perf_counter() - t0
-        results[name] = {"images": len(batch), "images_per_s": round(len(batch) / dt, 1),
-                         "found_share": round(found / len(batch), 3)}  # fmt: skip
-        if name == "retinaface" and not args.retinaface_weights:
-            results[name]["note"] = "random weights: speed only, found_share means nothing"
-    t = Table(title=f"bench/crop.py: detection on {args.data.name} photos ({args.device})")
-    for c in ("detector", "images", "images/s", "found a face"):
-        t.add_column(c, justify="left" if c == "detector" else "right")
-    for name, r in results.items():
-        if "skipped" in r:
-            t.add_row(name, "-", "skipped", r["skipped"][:60])
-        else:
-            t.add_row(name, str(r["images"]), f"{r['images_per_s']:.1f}", f"{100 * r['found_share']:.1f}%")
+    chains = [c.split(",") for c in args.chains]
+    options = {"device": args.device}
+    if args.retinaface_weights:
+        chains.append(["retinaface", "haar", "center"])
+        options["weights"] = args.retinaface_weights
+    sets = {"maskproxy-dev eval": dev_set(args.dev, args.images), "utkface-extra": utk_set(args.extra, args.images)}
+    results = []
+    for set_name, (paths, centres) in sets.items():
+        for chain in chains:
+            r = {"set": set_name, "chain": ",".join(chain), **measure(chain, paths, centres, options)}
+            Console().print(r)
+            results.append(r)
+    t = Table(title=f"bench/crop.py: detector chains ({args.device}, {args.images} photos a set)")
+    for c in ("set", "chain", "answered by", "faces held", "images/s"):
+        t.add_column(c, justify="left" if c in ("set", "chain", "answered by") else "right")
+    for r in results:
+        by = ", ".join(f"{k} {100 * v:.1f}%" for k, v in sorted(r["answered"].items(), key=lambda kv: -kv[1]))
+        t.add_row(r["set"], r["chain"], by, f"{100 * r['held']:.1f}%", f"{r['images_per_s']:.1f}")
     Console().print(t)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -122,6 +122,13 @@ ABLATIONS = [
         crop_flags=["--margin", "0.3", "--down-shift", "0.25"],
     ),  # fmt: skip
     Variant("mask-styles", "mask restyling augmentation (--augment masks)", ["--augment", "masks"]),
+    # the face detector (issue 20): the same crop box, found by MTCNN first; then aligned by its landmarks
+    Variant("crop-mtcnn", "crop: MTCNN first (mtcnn,haar,center)", crop_flags=["--detectors", "mtcnn,haar,center"]),
+    Variant(
+        "crop-align",
+        "crop: MTCNN first, eyes levelled (--align)",
+        crop_flags=["--detectors", "mtcnn,haar,center", "--align"],
+    ),  # fmt: skip
 ]
 AUDIT_EPOCHS = 4  # the audit run's budget per fold (5 folds): enough to rank, a third of a full run
 

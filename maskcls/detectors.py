@@ -11,8 +11,10 @@ Choices (see README, "Face crops"):
 - haar: OpenCV's frontal-face cascades, then an eye-pair cascade for masked faces (the frontal
   cascades miss about half of the faces with a mask on; eyes stay visible). Ships with
   opencv-python-headless 4.x, which is why the project bounds it below 5.
-- mtcnn: facenet-pytorch's MTCNN when importable (its wheel pins old torch/numpy/Pillow, so it
-  is never a dependency; install it yourself with --no-deps to use it).
+- mtcnn: FaceNet's MTCNN, the detector the contest's seed teams cropped with: facenet-pytorch's
+  three networks and the weights its wheel ships (2 MB), loaded here with weights_only=True.
+  `make` installs it with --no-deps (its pins, torch<2.3, numpy<2, Pillow<10.3, are stale: the
+  networks and `detect_face` run on current torch). Batched per image size, five landmarks per face.
 - center: a fixed box where portrait photos put the face; never fails, so it ends every chain.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import itertools
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -39,6 +42,9 @@ class Box:
     x1: float
     y1: float
     score: float = 1.0
+    # x, y of the left eye, right eye, nose tip, left and right mouth corner (image left/right), when
+    # the detector gives them (mtcnn): what --align levels the eyes with
+    landmarks: tuple[float, ...] | None = None
 
     @property
     def w(self) -> float:
@@ -219,24 +225,50 @@ class RetinaFaceDetector:
 
 @register("mtcnn")
 class MTCNNDetector:
-    """facenet-pytorch's MTCNN, when it is installed (it ships its own weights)."""
+    """FaceNet's MTCNN (P-, R- and O-Net cascade): boxes, scores and five landmarks per face."""
 
-    batched = False
+    batched = True
+    THRESHOLDS = (0.6, 0.7, 0.7)  # P-, R-, O-Net score thresholds: facenet-pytorch's (and the paper's) defaults
+    FACTOR = 0.709  # image pyramid step, the paper's
+    # Smallest face searched, as a share of the image's shorter side (at least MTCNN's 12 px). The first
+    # pyramid level costs most; a contest face fills about half the frame, and a tenth still finds the
+    # small faces of group photos (facenet-pytorch's fixed 20 px costs 4x at 384x512 for no face more here).
+    MIN_FACE = 0.1
 
     def __init__(self, device: str = "cpu", **_):
+        import torch
+
         try:
-            from facenet_pytorch import MTCNN
+            import facenet_pytorch
+            from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+            from facenet_pytorch.models.utils.detect_face import detect_face
         except ImportError:
             raise MaskclsError(
-                "the mtcnn detector needs facenet-pytorch (pip install --no-deps facenet-pytorch)"
+                "the mtcnn detector needs facenet-pytorch (pip install --no-deps facenet-pytorch==2.6.0)"
             ) from None
-        self.mtcnn = MTCNN(keep_all=True, device=device)
+        from maskcls import io
+
+        root = Path(facenet_pytorch.__file__).parent / "data"
+        self.nets = []
+        for net in (PNet(pretrained=False), RNet(pretrained=False), ONet(pretrained=False)):
+            path = root / f"{type(net).__name__.lower()}.pt"
+            net.load_state_dict(io.torch_load(path, "MTCNN weights"))  # strict: every tensor from the file
+            self.nets.append(net.to(device).eval())
+        self.torch, self.detect_face, self.device = torch, detect_face, torch.device(device)
 
     def detect(self, images: list[np.ndarray]) -> list[list[Box]]:
-        out = []
-        for img in images:
-            boxes, probs = self.mtcnn.detect(img)
-            out.append([] if boxes is None else [Box(*b.tolist(), float(p)) for b, p in zip(boxes, probs, strict=True)])
+        out: list[list[Box]] = [[] for _ in images]
+        by_shape: dict[tuple, list[int]] = {}
+        for i, img in enumerate(images):  # MTCNN batches images of one size
+            by_shape.setdefault(img.shape, []).append(i)
+        for shape, idx in by_shape.items():
+            min_face = max(12.0, self.MIN_FACE * min(shape[:2]))
+            with self.torch.inference_mode():
+                boxes, points = self.detect_face(np.stack([images[i] for i in idx]), min_face, *self.nets,
+                                                 self.THRESHOLDS, self.FACTOR, self.device)  # fmt: skip
+            for i, b, p in zip(idx, boxes, points, strict=True):
+                rows, marks = np.reshape(b, (-1, 5)).tolist(), np.reshape(p, (-1, 10)).tolist()
+                out[i] = [Box(*r, landmarks=tuple(m)) for r, m in zip(rows, marks, strict=True)]
         return out
 
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import torch
 
-from maskcls.crop import CropSettings, crop_box, run_crop
-from maskcls.detectors import Box
+from maskcls.crop import ALIGN_FRAME, LANDMARK_COLUMNS, CropSettings, align, crop_box, cut, run_crop
+from maskcls.detectors import Box, create_detectors
 from tests.conftest import run_cli
 
 
@@ -53,14 +53,17 @@ def test_second_run_skips_everything_and_corrupt_images_are_reported(demo_data, 
     victim = sorted((data / "train" / "images").glob("0000*/mask2.jpg"))[0]
     victim.write_bytes(victim.read_bytes()[:200])  # a truncated JPEG
     out = tmp_path / "crops"
-    code, text, _ = run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "128 96")
+    code, text, _ = run_cli(
+        capsys, "crop", "--data", data, "--out", out, "--size", "128 96", "--detectors", "haar,center"
+    )
     assert code == 0 and "could not be read" in text
     boxes = pd.read_csv(out / "boxes.csv")
     assert len(boxes) == 420 + 140 and (boxes["detector"] == "failed").sum() == 1
     failed = boxes.loc[boxes["detector"] == "failed", "path"].item()
     assert failed.endswith(f"{victim.parent.name}/mask2.jpg") and not (out / failed).exists()
     written = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
-    code, text, _ = run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "128 96", "--strict")
+    code, text, _ = run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "128 96", "--detectors",
+                            "haar,center", "--strict")  # fmt: skip
     assert code == 1  # --strict: the unreadable image makes it fail
     assert "559 already cropped, 1 to do" in text
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")} == written
@@ -94,3 +97,75 @@ def test_crop_box_keeps_aspect_and_stays_inside():
         x0, y0, x1, y1 = crop_box(face, 384, 512, s)
         assert 0 <= x0 < x1 <= 384 and 0 <= y0 < y1 <= 512
         assert np.isclose((x1 - x0) / (y1 - y0), 0.75, atol=0.02)
+
+
+@pytest.mark.slow
+def test_mtcnn_crops_real_faces_deterministically_and_keeps_landmarks(dev_data, tmp_path, capsys):
+    pytest.importorskip("facenet_pytorch")  # make installs it (--no-deps)
+    data = _subset(dev_data, tmp_path, n_eval=28, n_persons=2)
+    tables = []
+    for name in ("a", "b"):  # two runs, identical boxes.csv
+        code, out, err = run_cli(
+            capsys, "crop", "--data", data, "--out", tmp_path / name, "--detectors", "mtcnn,center"
+        )
+        assert code == 0, err
+        tables.append((tmp_path / name / "boxes.csv").read_text())
+    assert tables[0] == tables[1]
+    boxes = pd.read_csv(tmp_path / "a" / "boxes.csv")
+    assert (boxes["detector"] == "mtcnn").mean() > 0.9
+    found = boxes[boxes["detector"] == "mtcnn"]
+    assert found[LANDMARK_COLUMNS].notna().all().all()
+    # the eyes above the nose above the mouth, all inside the crop
+    assert ((found.le_y < found.nose_y) & (found.nose_y < found.ml_y)).all()
+    assert ((found.x0 <= found.nose_x) & (found.nose_x <= found.x1) & (found.y0 <= found.nose_y)).all()
+    ev = found[found["path"].str.startswith("eval/")].assign(ImageID=lambda d: d["path"].str.slice(12))
+    m = ev.merge(pd.read_csv(dev_data / "faces.csv"), on="ImageID")
+    assert ((m.x0 <= m.cx) & (m.cx <= m.x1) & (m.y0 <= m.cy) & (m.cy <= m.y1)).all()
+
+
+def test_align_levels_the_eyes_and_frames_by_eye_distance():
+    img = np.zeros((400, 300, 3), np.uint8)
+    img[:, :, 1] = np.arange(300, dtype=np.uint8)[None, :]  # something to rotate
+    # eyes 60 px apart, tilted by 20 degrees; nose and mouth below them on the tilted axis
+    t = np.radians(20)
+    right, down = np.array([np.cos(t), np.sin(t)]), np.array([-np.sin(t), np.cos(t)])
+    eyes = np.array([150.0, 150.0])
+    pts = [eyes - 30 * right, eyes + 30 * right, eyes + 35 * down, eyes + 63 * down - 25 * right,
+           eyes + 63 * down + 25 * right]  # fmt: skip
+    face = Box(100, 100, 200, 230, 0.99, tuple(np.concatenate(pts).tolist()))
+    rotated, box, angle = align(img, face)
+    assert angle == pytest.approx(20, abs=1e-6) and rotated.shape == img.shape
+    le, re = np.array(box.landmarks[0:2]), np.array(box.landmarks[2:4])
+    assert le[1] == pytest.approx(re[1], abs=1e-6) and np.linalg.norm(re - le) == pytest.approx(60, abs=1e-6)
+    assert box.w == pytest.approx(ALIGN_FRAME["w"] * 60) and box.h == pytest.approx(ALIGN_FRAME["h"] * 60)
+    crop, rect, a = cut(img, face, CropSettings(size=(64, 48), align=True))
+    assert crop.shape == (64, 48, 3) and a == angle
+    assert cut(img, face, CropSettings(size=(64, 48)))[2] == 0.0  # --align off: no rotation
+
+
+@pytest.mark.slow
+def test_crop_picks_the_main_face_and_lists_photos_without_one(dev_data, tmp_path, capsys):
+    pytest.importorskip("facenet_pytorch")
+    import cv2
+
+    person = sorted(p for p in (dev_data / "train" / "images").iterdir() if not p.name.startswith("."))[0]
+    photo = cv2.imread(str(person / "normal.jpg"))
+    small = cv2.resize(photo, None, fx=0.4, fy=0.4)
+    crowd = photo.copy()
+    crowd[-small.shape[0] :, -small.shape[1] :] = small  # a second, smaller face in the corner
+    data = tmp_path / "late"
+    (data / "eval" / "images").mkdir(parents=True)
+    cv2.imwrite(str(data / "eval" / "images" / "crowd.jpg"), crowd)
+    cv2.imwrite(
+        str(data / "eval" / "images" / "wall.jpg"), np.full_like(photo, 90)
+    )  # no face (128 grey reads as a cut JPEG)
+    pd.DataFrame({"ImageID": ["crowd.jpg", "wall.jpg"], "ans": 0}).to_csv(data / "eval" / "info.csv", index=False)
+    [mtcnn] = create_detectors(["mtcnn"])
+    [[alone]] = mtcnn.detect([cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)])  # the face in the photo by itself
+    code, out, err = run_cli(capsys, "crop", "--data", data, "--out", tmp_path / "crops", "--detectors", "mtcnn")
+    assert code == 0, err
+    assert "1 image(s) with no face found by any detector" in out and "wall.jpg" in out
+    boxes = pd.read_csv(tmp_path / "crops" / "boxes.csv").set_index("path")
+    assert boxes.loc["eval/images/wall.jpg", "detector"] == "none"
+    row = boxes.loc["eval/images/crowd.jpg"]
+    assert row.detector == "mtcnn" and abs(row.nose_x - alone.landmarks[4]) < 5  # the large face, not the small one

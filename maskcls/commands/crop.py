@@ -18,6 +18,13 @@ def crop_command(
     margin: Annotated[
         float, typer.Option(help="Margin around the face box, as a share of its size per side.", min=0.0, max=2.0)
     ] = 0.2,
+    align: Annotated[
+        bool,
+        typer.Option(
+            "--align/--no-align",
+            help="Rotate so the eyes are level and frame the face by eye distance (faces with landmarks: mtcnn).",
+        ),
+    ] = False,
     down_shift: Annotated[
         float,
         typer.Option(
@@ -58,7 +65,7 @@ def crop_command(
 
     h, w = parse_img_size(size, "--size")
     dev = str(resolve_device(device))
-    settings = CropSettings(size=(h, w), margin=margin, down_shift=down_shift)
+    settings = CropSettings(size=(h, w), margin=margin, down_shift=down_shift, align=align)
     result = run_crop(
         data, out, [d.strip() for d in detectors.split(",") if d.strip()], settings,
         workers=(os.cpu_count() or 1) if workers < 0 else workers, batch_size=batch_size, strict=strict, force=force,

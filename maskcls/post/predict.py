@@ -92,7 +92,7 @@ def crop_source(paths: list[str], ckpt_cfg, console: Console, memo: dict):
     if not record_path.is_file():
         raise MaskclsError(f"--crop: the run trained on {ckpt_cfg['data']}, which has no crop.json (not crop output)")
     if record_path not in memo:
-        memo[record_path] = crop_in_memory(paths, json.loads(record_path.read_text()))
+        memo[record_path] = crop_in_memory(paths, json.loads(record_path.read_text()), console=console)
         console.print(f"cropped {len(paths)} photos with the settings of {record_path}")
     crops = memo[record_path]
     h, w = ckpt_cfg["img_size"]
