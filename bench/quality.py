@@ -294,7 +294,7 @@ def main() -> None:
         unknown = sorted(set(slugs) - {v.slug for v in ABLATIONS})
         if unknown:
             ap.error(f"unknown variant(s) {unknown}; known: {', '.join(v.slug for v in ABLATIONS)}")
-        chosen = [v for v in ABLATIONS if v.slug in slugs]
+        chosen = [next(v for v in ABLATIONS if v.slug == slug) for slug in dict.fromkeys(slugs)]  # in the order given
         args.ablations = args.only_ablations = True
     recipe = RECIPES[args.recipe]
     default_out = "quality-pretrained" if args.recipe == "pretrained" else "quality"
