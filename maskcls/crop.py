@@ -200,6 +200,9 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
     todo = [j for j in jobs if j.rel not in done]
     console.print(f"{len(jobs)} images, {len(jobs) - len(todo)} already cropped, {len(todo)} to do")
     chain = create_detectors(detectors, **detector_options) if todo else []
+    for det in chain:
+        if getattr(det, "source", None):
+            console.print(f"{det.name}: {det.source}")
     io.write_json(out / "crop.json", record)  # before the first crop: a partial run is recorded too
     rows = dict(done)
     with open(boxes_csv, "a", newline="") as f, ThreadPoolExecutor(max(1, workers)) as pool:

@@ -181,21 +181,41 @@ class RetinaFaceDetector:
             warnings.simplefilter("ignore")
             self.net = RetinaFace(name="Resnet50", pretrained=False, in_channels=256, out_channels=256,
                                   return_layers={"layer2": 1, "layer3": 2, "layer4": 3})  # fmt: skip
-        self.net.load_state_dict(self._state_dict(weights))
+        state = self._state_dict(weights)
+        try:
+            self.net.load_state_dict(state)  # strict: every tensor from the file
+        except RuntimeError as e:
+            raise MaskclsError(
+                f"retinaface: the weights do not fit RetinaFace-ResNet50 ({str(e).splitlines()[0][:200]})"
+            ) from None
         self.net.to(self.device).eval()
         self.priors = priorbox(min_sizes=[[16, 32], [64, 128], [256, 512]], steps=[8, 16, 32], clip=False,
                                image_size=self.size).to(self.device)  # fmt: skip
 
     def _state_dict(self, weights: str | None) -> dict:
-        torch = self.torch
-        try:
-            if weights:
-                state = torch.load(weights, map_location="cpu", weights_only=True)
-            else:  # online: the release file through torch hub's cache
-                state = torch.hub.load_state_dict_from_url(RETINAFACE_URL, map_location="cpu", progress=True)
-        except Exception as e:
-            where = weights or RETINAFACE_URL
-            raise MaskclsError(f"{where}: cannot load RetinaFace weights ({str(e).splitlines()[0][:200]})") from None
+        """The file named; else torch hub's checkpoint folder or a weight package, by the release's file
+        name; else the release URL, online (into the hub folder). The name's hex part is the release's
+        tag, not known to be a SHA-256 prefix, so it is not checked; the SHA-256 is printed."""
+        from maskcls import weights as wts
+
+        name = RETINAFACE_URL.rsplit("/", 1)[-1]
+        if weights:
+            found = wts.Found("file", Path(weights), wts.sha256(Path(weights)))
+        else:
+            found = wts.find_file([name], check_hash=False)
+        if found is None:
+            path = wts.hub_checkpoints() / name
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.torch.hub.download_url_to_file(RETINAFACE_URL, str(path), progress=True)
+            except Exception as e:  # offline, refused
+                raise MaskclsError(
+                    f"retinaface: {name} is not in {path.parent} and cannot be downloaded "
+                    f"({str(e).splitlines()[0][:160]}); offline, pass --retinaface-weights FILE"
+                ) from None
+            found = wts.Found("download", path, wts.sha256(path))
+        self.source = wts.describe(found)
+        state = wts.state_of(wts.read_file(found.path), found.path)
         return {k.removeprefix("model."): v for k, v in state.items()}
 
     def detect(self, images: list[np.ndarray]) -> list[list[Box]]:
@@ -254,6 +274,7 @@ class MTCNNDetector:
             path = root / f"{type(net).__name__.lower()}.pt"
             net.load_state_dict(io.torch_load(path, "MTCNN weights"))  # strict: every tensor from the file
             self.nets.append(net.to(device).eval())
+        self.source = f"weights {root} (package facenet_pytorch)"
         self.torch, self.detect_face, self.device = torch, detect_face, torch.device(device)
 
     def detect(self, images: list[np.ndarray]) -> list[list[Box]]:

@@ -114,15 +114,21 @@ def checked(path: Path, source: str) -> Found:
     return Found(source, path, digest)
 
 
-def find_local(backbone: str) -> Found | None:
-    """A torchvision checkpoint for a tv/ backbone in the hub cache or an installed package, or None."""
-    names = [url.rsplit("/", 1)[-1] for url in (tv_urls(backbone) if is_tv(backbone) else [])]
+def find_file(names: list[str], check_hash: bool = True) -> Found | None:
+    """A weights file by name in the hub cache, then in the installed weight packages, or None.
+    check_hash: the hex part of the name must begin the file's SHA-256 (torch.hub's naming rule)."""
     places = [("hub cache", hub_checkpoints()), *((f"package {m}", d) for m, d in package_dirs())]
     for source, folder in places:
         for name in names:
-            if (folder / name).is_file():
-                return checked(folder / name, source)
+            path = folder / name
+            if path.is_file():
+                return checked(path, source) if check_hash else Found(source, path, sha256(path))
     return None
+
+
+def find_local(backbone: str) -> Found | None:
+    """A torchvision checkpoint for a tv/ backbone in the hub cache or an installed package, or None."""
+    return find_file([url.rsplit("/", 1)[-1] for url in (tv_urls(backbone) if is_tv(backbone) else [])])
 
 
 def resolve(backbone: str, weights: str | None, pretrained: bool) -> Found | None:
@@ -170,7 +176,15 @@ def download_tv(url: str) -> Found:
 
 
 def read_file(path: Path):
-    """What a weights file holds, never running code: safetensors, or torch.load(weights_only=True)."""
+    """What a weights file holds, never running code: safetensors, or torch.load(weights_only=True),
+    also of the one checkpoint inside an old-style release zip (as torch.hub reads those)."""
+    member = zipped_member(path)
+    if member is not None:
+        import tempfile
+        import zipfile
+
+        with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(path) as z:
+            return io.torch_load(z.extract(member, tmp), what=f"weights file ({path.name}: {member})")
     if path.suffix != ".safetensors":
         return io.torch_load(path, what="weights file")
     from safetensors.torch import load_file
@@ -179,6 +193,18 @@ def read_file(path: Path):
         return load_file(str(path))
     except Exception as e:
         raise MaskclsError(f"{path}: not a safetensors file ({str(e).splitlines()[0][:200]})") from None
+
+
+def zipped_member(path: Path) -> str | None:
+    """The checkpoint's name when `path` is a release zip holding one file (RetinaFace's), else None;
+    torch's own format is a zip too, recognised by its data.pkl."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as z:
+        names = [n for n in z.namelist() if not n.endswith("/")]
+    return names[0] if len(names) == 1 and not names[0].endswith("data.pkl") else None
 
 
 def state_of(state, path: Path) -> dict[str, torch.Tensor]:

@@ -169,3 +169,33 @@ def test_crop_picks_the_main_face_and_lists_photos_without_one(dev_data, tmp_pat
     assert boxes.loc["eval/images/wall.jpg", "detector"] == "none"
     row = boxes.loc["eval/images/crowd.jpg"]
     assert row.detector == "mtcnn" and abs(row.nose_x - alone.landmarks[4]) < 5  # the large face, not the small one
+
+
+@pytest.mark.slow
+def test_retinaface_weights_are_found_in_the_hub_folder_by_release_name(tmp_path, monkeypatch):
+    """A team's RetinaFace release file (a zip holding one checkpoint, as released) in torch hub's
+    folder is used offline, like backbone weights; weights that do not fit are one line."""
+    retinaface = pytest.importorskip("retinaface.network")
+    import warnings
+    import zipfile
+
+    from maskcls import detectors
+    from maskcls.errors import MaskclsError
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = retinaface.RetinaFace(name="Resnet50", pretrained=False, in_channels=256, out_channels=256,
+                                    return_layers={"layer2": 1, "layer3": 2, "layer4": 3})  # fmt: skip
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save({f"model.{k}": v for k, v in net.state_dict().items()}, tmp_path / "retinaface.pth")
+    with zipfile.ZipFile(hub / detectors.RETINAFACE_URL.rsplit("/", 1)[-1], "w") as z:
+        z.write(tmp_path / "retinaface.pth", "retinaface_resnet50_2020-07-20.pth")
+    det = detectors.RetinaFaceDetector(device="cpu")
+    assert "hub cache" in det.source
+    first = next(iter(net.state_dict()))
+    assert torch.equal(det.net.state_dict()[first], net.state_dict()[first])
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(MaskclsError, match="do not fit RetinaFace"):
+        detectors.RetinaFaceDetector(weights=str(tmp_path / "other.pth"))
