@@ -9,7 +9,7 @@
 #            (the measured default recipe: torchvision's ImageNet MobileNetV2, fine-tuned; its weights install
 #             with maskcls, so PRETRAINED=1 works offline; PRETRAINED=0 trains from scratch)
 #   FOLDS [5]              TRAIN_FOLDS ["all", or a list like "0 1"]              SEED [42]
-#   CROP [1]  DETECTORS [haar,center]  CROP_SIZE ["256 192"]   TTA [1]   JOINT [0: three models; 1: one joint model]
+#   CROP [1]  DETECTORS [mtcnn,haar,center]  CROP_SIZE ["256 192"]   TTA [1]   JOINT [0: three models; 1: one joint model]
 #   ANSWERS [DATA_DIR/../eval_answers.csv or DATA_DIR/eval_answers.csv when present]: prints the local macro-F1
 #   EXTERNAL [none]: face photos of known age and gender (UTKFace-named folder or CSV) for the age, gender
 #                    and joint models (`--external`; the largest gain measured, see README "Quality")
@@ -33,7 +33,7 @@ FOLDS=${FOLDS:-5}
 TRAIN_FOLDS=${TRAIN_FOLDS:-all}
 SEED=${SEED:-42}
 CROP=${CROP:-1}
-DETECTORS=${DETECTORS:-haar,center}
+DETECTORS=${DETECTORS:-mtcnn,haar,center}
 CROP_SIZE=${CROP_SIZE:-"256 192"}
 TTA=${TTA:-1}
 JOINT=${JOINT:-0}

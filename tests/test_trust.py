@@ -148,14 +148,14 @@ def test_a_cache_slot_with_foreign_pixels_is_an_error(demo_data, tmp_path):
 
 # 3, 4 ------------------------------------------------------------------------------------------
 def test_two_identical_crop_runs_give_identical_boxes(dev_data, tmp_path, capsys):
-    data = _subset(dev_data, tmp_path, n_eval=210, n_persons=10)
+    data = _subset(dev_data, tmp_path, n_eval=70, n_persons=4)
     boxes = []
-    for k in range(2):
+    for k in range(2):  # the default chain (mtcnn, haar, center), Haar in 4 threads
         out = tmp_path / f"crops{k}"
         code, _, err = run_cli(capsys, "crop", "--data", data, "--out", out, "--workers", "4")
         assert code == 0, err
         boxes.append(pd.read_csv(out / "boxes.csv"))
-    assert (boxes[0]["detector"] == "haar").mean() > 0.5  # real detections, not the centre fallback
+    assert (boxes[0]["detector"] != "center").mean() > 0.5  # real detections, not the centre fallback
     pd.testing.assert_frame_equal(boxes[0], boxes[1])
 
 
@@ -193,7 +193,8 @@ def test_truncated_images_are_errors_in_train_and_predict_failed_in_crop_and_lis
     assert not (tmp_path / "runs").exists()
     code, text, _ = run_cli(capsys, "eda", "--data", data)
     assert code == 0 and "unreadable or truncated" in text and victim.name in text
-    code, text, _ = run_cli(capsys, "crop", "--data", data, "--out", tmp_path / "crops", "--size", "64", "48")
+    code, text, _ = run_cli(capsys, "crop", "--data", data, "--out", tmp_path / "crops", "--size", "64", "48",
+                            "--detectors", "haar,center")  # fmt: skip
     boxes = pd.read_csv(tmp_path / "crops" / "boxes.csv")
     assert boxes.loc[boxes["detector"] == "failed", "path"].str.contains(victim.parent.name).tolist() == [True]
     eval_victim = sorted((data / "eval" / "images").glob("*.jpg"))[0]
