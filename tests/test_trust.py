@@ -101,6 +101,7 @@ FILL_AND_CHECK = textwrap.dedent(
     from maskcls.data.cache import cached_source
     from maskcls.data.dataset import read_image
     paths = scan_train(sys.argv[1]).table["path"].tolist()
+    open(sys.argv[3] + "." + str(os.getpid()), "w").close()  # ready: torch imported, data scanned
     while not os.path.exists(sys.argv[3]):  # both processes start filling at the same moment
         time.sleep(0.001)
     source = cached_source(sys.argv[2], (40, 30), paths)
@@ -118,7 +119,10 @@ def test_two_processes_fill_one_cache_from_two_data_sets_at_once(demo_data, tmp_
     procs = [subprocess.Popen([sys.executable, "-c", FILL_AND_CHECK, str(d), str(cache), str(go)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for d in (demo_data, other)]  # fmt: skip
-    time.sleep(8)  # both have imported torch and scanned their data by now
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("go.*"))) < 2 and time.monotonic() < deadline:  # both ready
+        assert all(p.poll() is None for p in procs), "a filling process ended before it was ready"
+        time.sleep(0.05)
     go.touch()
     results = [p.communicate(timeout=300) for p in procs]
     for (out, err), p in zip(results, procs, strict=True):
