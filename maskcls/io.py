@@ -167,6 +167,23 @@ def write_json(path: str | Path, obj) -> Path:
     return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def read_csv(path: Path, required: list[str], **kw):
+    """Read a CSV or raise a one-line error naming the file and what is wrong."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise MaskclsError(f"{path}: file not found")
+    try:
+        df = pd.read_csv(path, **kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MaskclsError(f"{path}: unreadable CSV ({first})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise MaskclsError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")
+    return df
+
+
 def write_csv(path: str | Path, df, **kw) -> Path:
     return atomic_write(path, lambda tmp: df.to_csv(tmp, index=False, **kw))
 

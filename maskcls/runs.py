@@ -64,8 +64,8 @@ def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
 
 def read_oof(run_dir: str | Path, required: tuple[str, ...] = ("path", "class")) -> tuple[pd.DataFrame, dict]:
     """A run's out-of-fold rows and its config, or one line saying why there are none."""
-    from maskcls.data.index import read_csv
     from maskcls.heads import check_probs
+    from maskcls.io import read_csv
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():

@@ -14,8 +14,8 @@ from maskcls.data.external import SOURCE_FACE, reframe, scan_external, target_fr
 from maskcls.engine.kinds import AGES, Ordinal, Regression, build_heads
 from maskcls.heads import HEADS
 from maskcls.post.tune import tune, write_tuned
-from tests.conftest import run_cli
-from tests.test_train import TINY, train
+from tests.conftest import TINY, run_cli
+from tests.test_train import train
 
 FIRST = int(AGES[0])
 

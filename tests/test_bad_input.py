@@ -7,9 +7,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
-
-TINY = ["--backbone", "test_resnet", "--no-pretrained", "--img-size", "32", "--workers", "0", "--epochs", "1"]
+from tests.conftest import SMOKE, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -64,33 +62,33 @@ def bad(demo_data, tmp_path_factory):
 
 # (command and arguments, text the one-line error must contain). DATA, OUT and {file} are filled in.
 CASES = [
-    (["train-age", *TINY, "--epochs", "0"], "--epochs must be in [1, 10000] (got 0)"),
-    (["train-age", *TINY, "--lr", "-1"], "--lr must be in (0, 1000] (got -1.0)"),
-    (["train-age", *TINY, "--batch-size", "0"], "--batch-size must be in [1, 65536] (got 0)"),
-    (["train-age", *TINY, "--accum-steps", "0"], "--accum-steps must be in [1, 1024] (got 0)"),
-    (["train-age", *TINY, "--oversample", "2"], "--oversample must be in [0, 1] (got 2.0)"),
-    (["train-age", *TINY, "--img-size", "100000"], "--img-size: each side must be in 16..1024"),
-    (["train-age", *TINY, "--optimizer", "lion"], "--optimizer must be one of adam, adamw, sgd"),
-    (["train-age", *TINY, "--loss", "focla"], "did you mean 'focal'?"),
-    (["train-age", *TINY, "--set", "decay_nrom_bias=false"], "--set: unknown config key 'decay_nrom_bias'"),
-    (["train-age", *TINY, "--set", "split_method=random"], "split_method must be one of sgkf, apart"),
-    (["train-age", *TINY, "--set", "lr"], "--set: expected KEY=VALUE"),
-    (["train-age", *TINY, "--set", "epochs=2"], "--set epochs=... and --epochs both given"),
-    (["train-age", *TINY, "--backbone", "test_vit", "--img-size", "60", "45"], "test_vit cannot take it"),
-    (["train-age", *TINY, "--age-upper", "20"], "--age-upper must be in [31, 120] (got 20)"),
-    (["train-age", *TINY, "--folds", "1"], "--folds must be in [2, 1000] (got 1)"),
-    (["train-age", *TINY, "--fold", "7", "--folds", "5"], "fold 7 does not exist with 5 folds"),
-    (["train-age", *TINY, "--name", "../X"], "--name must be a plain folder name"),
-    (["train-age", *TINY, "--backbone", "resnet1B"], "unknown backbone 'resnet1B'"),
-    (["train-age", *TINY, "--weights", "{text}"], "notes.txt: not a PyTorch weights file"),
-    (["train-age", *TINY, "--weights", "missing.pt"], "missing.pt: weights file not found"),
-    (["train-age", *TINY, "--config", "{unknown_key}"], "unknown config key 'epoch' (did you mean epochs?)"),
-    (["train-age", *TINY, "--config", "{bad_json}"], "b.json: invalid JSON"),
-    (["train-age", *TINY, "--extra", "{text}"], "notes.txt: missing column(s) ImageID"),
-    (["train-age", *TINY, "--epoch", "3"], "No such option: --epoch"),
-    (["train-age", *TINY, "--data", "{aged}"], "age 200 in the folder name is not plausible"),
-    (["train-age", *TINY, "--data", "{unparsable}"], "someone: folder name does not parse"),
-    (["train-age", *TINY, "--data", "nowhere"], "nowhere/train/images: directory not found"),
+    (["train-age", *SMOKE, "--epochs", "0"], "--epochs must be in [1, 10000] (got 0)"),
+    (["train-age", *SMOKE, "--lr", "-1"], "--lr must be in (0, 1000] (got -1.0)"),
+    (["train-age", *SMOKE, "--batch-size", "0"], "--batch-size must be in [1, 65536] (got 0)"),
+    (["train-age", *SMOKE, "--accum-steps", "0"], "--accum-steps must be in [1, 1024] (got 0)"),
+    (["train-age", *SMOKE, "--oversample", "2"], "--oversample must be in [0, 1] (got 2.0)"),
+    (["train-age", *SMOKE, "--img-size", "100000"], "--img-size: each side must be in 16..1024"),
+    (["train-age", *SMOKE, "--optimizer", "lion"], "--optimizer must be one of adam, adamw, sgd"),
+    (["train-age", *SMOKE, "--loss", "focla"], "did you mean 'focal'?"),
+    (["train-age", *SMOKE, "--set", "decay_nrom_bias=false"], "--set: unknown config key 'decay_nrom_bias'"),
+    (["train-age", *SMOKE, "--set", "split_method=random"], "split_method must be one of sgkf, apart"),
+    (["train-age", *SMOKE, "--set", "lr"], "--set: expected KEY=VALUE"),
+    (["train-age", *SMOKE, "--set", "epochs=2"], "--set epochs=... and --epochs both given"),
+    (["train-age", *SMOKE, "--backbone", "test_vit", "--img-size", "60", "45"], "test_vit cannot take it"),
+    (["train-age", *SMOKE, "--age-upper", "20"], "--age-upper must be in [31, 120] (got 20)"),
+    (["train-age", *SMOKE, "--folds", "1"], "--folds must be in [2, 1000] (got 1)"),
+    (["train-age", *SMOKE, "--fold", "7", "--folds", "5"], "fold 7 does not exist with 5 folds"),
+    (["train-age", *SMOKE, "--name", "../X"], "--name must be a plain folder name"),
+    (["train-age", *SMOKE, "--backbone", "resnet1B"], "unknown backbone 'resnet1B'"),
+    (["train-age", *SMOKE, "--weights", "{text}"], "notes.txt: not a PyTorch weights file"),
+    (["train-age", *SMOKE, "--weights", "missing.pt"], "missing.pt: weights file not found"),
+    (["train-age", *SMOKE, "--config", "{unknown_key}"], "unknown config key 'epoch' (did you mean epochs?)"),
+    (["train-age", *SMOKE, "--config", "{bad_json}"], "b.json: invalid JSON"),
+    (["train-age", *SMOKE, "--extra", "{text}"], "notes.txt: missing column(s) ImageID"),
+    (["train-age", *SMOKE, "--epoch", "3"], "No such option: --epoch"),
+    (["train-age", *SMOKE, "--data", "{aged}"], "age 200 in the folder name is not plausible"),
+    (["train-age", *SMOKE, "--data", "{unparsable}"], "someone: folder name does not parse"),
+    (["train-age", *SMOKE, "--data", "nowhere"], "nowhere/train/images: directory not found"),
     (["predict", "{text}", "--out", "OUT/p.csv"], "notes.txt: not a PyTorch checkpoint"),
     (["predict", "missing-run", "--out", "OUT/p.csv"], "'missing-run' does not exist"),
     (["predict", "{text}", "--out", "OUT/p.csv", "--batch-size", "0"], "--batch-size"),
@@ -105,19 +103,19 @@ CASES = [
     (["ensemble", "{preds}", "{preds}", "--weights", "0,0", "--out", "OUT/e.csv"], "positive, finite sum"),
     (["submit", "--joint", "{preds}", "--out", "OUT", "--answers", "{key99}"], "ans '99' is not a class 0..17"),
     (["submit", "--joint", "{preds}", "--out", "OUT", "--answers", "{key_text}"], "ans 'x' is not a class 0..17"),
-    (["train-age", *TINY, "--drop-ages", "27-"], "'27-' is not an age or a range"),
-    (["train-age", *TINY, "--drop-ages", "0-1000000000"], "ages go up to 120"),
-    (["train-age", *TINY, "--drop-ages", "²"], "'²' is not an age or a range"),
-    (["train-age", *TINY, "--external", "{empty_photo}"], "empty.jpg"),
-    (["train-age", *TINY, "--seed", "-1"], "--seed must be in [0, 4294967295] (got -1)"),
-    (["train-age", *TINY, "--seed", "99999999999999999999"], "--seed must be in [0, 4294967295]"),
-    (["train-age", *TINY, "--set", "seed=-1"], "seed must be in [0, 4294967295] (got -1)"),
-    (["train-age", *TINY, "--device", "mps"], "no Apple GPU (MPS)"),
-    (["train-age", *TINY, "--set", "lr=" + "[" * 30000 + "]" * 30000], "--set: lr: value nested too deeply"),
-    (["train-age", *TINY, "--config", "{deep_json}"], "deep.json: JSON nested too deeply"),
-    (["train-age", *TINY, "--relabel", "{relabel_sup2}"], "age '²' is not a whole number of years"),
-    (["train-age", *TINY, "--set", "task=mask"], "--set: sets task 'mask' but the command trains 'age'"),
-    (["train-age", *TINY, "--resume", "{corrupt_run}"], "config.json: invalid JSON"),
+    (["train-age", *SMOKE, "--drop-ages", "27-"], "'27-' is not an age or a range"),
+    (["train-age", *SMOKE, "--drop-ages", "0-1000000000"], "ages go up to 120"),
+    (["train-age", *SMOKE, "--drop-ages", "²"], "'²' is not an age or a range"),
+    (["train-age", *SMOKE, "--external", "{empty_photo}"], "empty.jpg"),
+    (["train-age", *SMOKE, "--seed", "-1"], "--seed must be in [0, 4294967295] (got -1)"),
+    (["train-age", *SMOKE, "--seed", "99999999999999999999"], "--seed must be in [0, 4294967295]"),
+    (["train-age", *SMOKE, "--set", "seed=-1"], "seed must be in [0, 4294967295] (got -1)"),
+    (["train-age", *SMOKE, "--device", "mps"], "no Apple GPU (MPS)"),
+    (["train-age", *SMOKE, "--set", "lr=" + "[" * 30000 + "]" * 30000], "--set: lr: value nested too deeply"),
+    (["train-age", *SMOKE, "--config", "{deep_json}"], "deep.json: JSON nested too deeply"),
+    (["train-age", *SMOKE, "--relabel", "{relabel_sup2}"], "age '²' is not a whole number of years"),
+    (["train-age", *SMOKE, "--set", "task=mask"], "--set: sets task 'mask' but the command trains 'age'"),
+    (["train-age", *SMOKE, "--resume", "{corrupt_run}"], "config.json: invalid JSON"),
     (["ensemble", "{preds}", "{preds_text}", "--out", "OUT/e.csv"], "column gender_1: 'x' is not a number"),
     (["submit", "--joint", "{preds_text}", "--out", "OUT"], "column gender_1: 'x' is not a number"),
     (["crop", "--out", "OUT", "--size", "100000"], "--size: each side must be in 16..1024"),
@@ -149,11 +147,11 @@ def test_an_output_folder_that_cannot_be_one_is_a_line(cmd, where, demo_data, tm
     blocker = tmp_path / "taken"
     blocker.write_text("a file\n")
     out = blocker if where == "a file" else blocker / "sub"
-    args = {"train-age": ["train-age", "--data", demo_data, *TINY, "--out", out],
+    args = {"train-age": ["train-age", "--data", demo_data, *SMOKE, "--out", out],
             "audit": ["audit", tmp_path / "no-run", "--out", out],
             "eda": ["eda", "--data", demo_data, "--plots", out]}[cmd]  # fmt: skip
     if cmd == "audit":  # audit reads its run first: give it a real one
-        code, _, err = run_cli(capsys, "train-joint", "--data", demo_data, *TINY, "--folds", "2", "--fold", "all",
+        code, _, err = run_cli(capsys, "train-joint", "--data", demo_data, *SMOKE, "--folds", "2", "--fold", "all",
                                "--out", tmp_path / "r")  # fmt: skip
         assert code == 0, err
         args[1] = tmp_path / "r" / "joint-test_resnet"

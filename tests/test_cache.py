@@ -9,8 +9,7 @@ import torch
 from maskcls.data import scan_train
 from maskcls.data.cache import ImageCache
 from maskcls.data.dataset import read_image
-from tests.conftest import run_cli
-from tests.test_train import TINY
+from tests.conftest import TINY, run_cli
 
 
 def test_cache_holds_exactly_the_decoded_pixels_and_rebuilds_only_changed_files(demo_data, tmp_path):

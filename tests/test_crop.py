@@ -9,27 +9,12 @@ import torch
 
 from maskcls.crop import ALIGN_FRAME, LANDMARK_COLUMNS, CropSettings, align, crop_box, cut, run_crop
 from maskcls.detectors import Box, create_detectors
-from tests.conftest import run_cli
-
-
-def _subset(dev_data, tmp_path, n_eval=140, n_persons=5):
-    """A small copy of the dev set in the contest layout: n_persons train folders, n_eval eval images."""
-    root = tmp_path / "dev"
-    (root / "train" / "images").mkdir(parents=True)
-    (root / "eval" / "images").mkdir(parents=True)
-    folders = sorted(p for p in (dev_data / "train" / "images").iterdir() if not p.name.startswith("."))[:n_persons]
-    for f in folders:
-        shutil.copytree(f, root / "train" / "images" / f.name)
-    info = pd.read_csv(dev_data / "eval" / "info.csv").head(n_eval)
-    info.to_csv(root / "eval" / "info.csv", index=False)
-    for image_id in info["ImageID"]:
-        shutil.copy(dev_data / "eval" / "images" / image_id, root / "eval" / "images" / image_id)
-    return root
+from tests.conftest import run_cli, subset
 
 
 @pytest.mark.slow
 def test_haar_finds_most_real_faces_and_crops_hold_the_face(dev_data, tmp_path, capsys):
-    data = _subset(dev_data, tmp_path)
+    data = subset(dev_data, tmp_path)
     code, out, err = run_cli(capsys, "crop", "--data", data, "--out", tmp_path / "crops", "--detectors", "haar,center")
     assert code == 0, err
     assert "faces by detector" in out
@@ -102,7 +87,7 @@ def test_crop_box_keeps_aspect_and_stays_inside():
 @pytest.mark.slow
 def test_mtcnn_crops_real_faces_deterministically_and_keeps_landmarks(dev_data, tmp_path, capsys):
     pytest.importorskip("facenet_pytorch")  # make installs it (--no-deps)
-    data = _subset(dev_data, tmp_path, n_eval=28, n_persons=2)
+    data = subset(dev_data, tmp_path, n_eval=28, n_persons=2)
     tables = []
     for name in ("a", "b"):  # two runs, identical boxes.csv
         code, out, err = run_cli(

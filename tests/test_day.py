@@ -5,8 +5,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from tests.conftest import run_cli
-from tests.test_train import TINY
+from tests.conftest import TINY, run_cli
 
 
 def test_crop_works_on_an_eval_only_folder(demo_data, tmp_path, capsys):

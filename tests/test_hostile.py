@@ -12,8 +12,7 @@ import pytest
 
 from maskcls.data.dataset import _imdecode, read_image
 from maskcls.errors import MaskclsError
-from tests.conftest import run_cli
-from tests.test_train import TINY
+from tests.conftest import TINY, run_cli
 
 
 def poisoned_jpeg(src, dst, keep: float = 0.5) -> None:

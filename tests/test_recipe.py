@@ -16,8 +16,8 @@ from maskcls.data.table import load_table
 from maskcls.data.transforms import MaskStyle
 from maskcls.engine.mixers import AllHalves, CutMix, Halves, build_mixer, rare_partner
 from maskcls.engine.trainer import FoldTrainer
-from tests.conftest import run_cli
-from tests.test_train import TINY, train
+from tests.conftest import TINY, run_cli
+from tests.test_train import train
 
 
 # -- half-image CutMix ---------------------------------------------------------------------------

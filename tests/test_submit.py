@@ -9,23 +9,13 @@ import pandas as pd
 import pytest
 
 from maskcls.config import ROOT
-from tests.conftest import run_cli
-
-
-def _random_probs(ids, seed, heads=(("mask", 3), ("gender", 2), ("age", 3))):
-    rng = np.random.default_rng(seed)
-    df = pd.DataFrame({"ImageID": ids})
-    for head, n in heads:
-        p = rng.dirichlet(np.ones(n), size=len(ids))
-        for k in range(n):
-            df[f"{head}_{k}"] = p[:, k]
-    return df
+from tests.conftest import random_probs, run_cli
 
 
 @pytest.fixture
 def preds(demo_data, tmp_path):
     ids = pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"]
-    a, b = _random_probs(ids, 1), _random_probs(ids, 2).sample(frac=1, random_state=0)  # b in another order
+    a, b = random_probs(ids, 1), random_probs(ids, 2).sample(frac=1, random_state=0)  # b in another order
     a.to_csv(tmp_path / "fold0.csv", index=False)
     b.to_csv(tmp_path / "fold1.csv", index=False)
     return a, b.set_index("ImageID").loc[ids].reset_index()
@@ -100,7 +90,7 @@ def test_bad_prediction_files_are_one_line_errors_and_write_nothing(
 
 def test_ensemble_rejects_mixed_tasks(preds, tmp_path, capsys):
     ids = preds[0]["ImageID"]
-    _random_probs(ids, 3, heads=(("age", 3),)).to_csv(tmp_path / "age.csv", index=False)
+    random_probs(ids, 3, heads=(("age", 3),)).to_csv(tmp_path / "age.csv", index=False)
     code, _, err = run_cli(
         capsys, "ensemble", tmp_path / "fold0.csv", tmp_path / "age.csv", "--out", tmp_path / "x.csv"
     )

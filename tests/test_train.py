@@ -15,23 +15,7 @@ import torch
 from maskcls import config
 from maskcls.errors import MaskclsError
 from maskcls.heads import HEADS
-from tests.conftest import run_cli
-
-# Small but honest: a 370k-parameter timm test backbone at 96x72 learns the demo set in seconds.
-TINY = [
-    "--backbone",
-    "test_resnet",
-    "--no-pretrained",
-    "--img-size",
-    "96",
-    "72",
-    "--batch-size",
-    "16",
-    "--lr",
-    "3e-3",
-    "--workers",
-    "0",
-]
+from tests.conftest import TINY, run_cli
 
 
 def train(capsys, tmp_path, data, task, *extra):

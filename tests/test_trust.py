@@ -15,23 +15,9 @@ import torch
 
 from maskcls import io
 from maskcls.errors import MaskclsError
-from tests.conftest import run_cli
-from tests.test_crop import _subset
+from tests.conftest import SMOKE, random_probs, run_cli, subset
 
 pytestmark = pytest.mark.slow
-TINY = [
-    "--backbone",
-    "test_resnet",
-    "--no-pretrained",
-    "--img-size",
-    "32",
-    "--batch-size",
-    "16",
-    "--workers",
-    "0",
-    "--epochs",
-    "1",
-]
 
 
 class Evil:
@@ -53,7 +39,7 @@ def tiny_run(demo_data, tmp_path_factory) -> Path:
     from maskcls.cli import main
 
     out = tmp_path_factory.mktemp("trust")
-    assert main(["train-gender", "--data", str(demo_data), "--out", str(out), *TINY, "--name", "g"]) == 0
+    assert main(["train-gender", "--data", str(demo_data), "--out", str(out), *SMOKE, "--name", "g"]) == 0
     return out / "g"
 
 
@@ -64,7 +50,7 @@ def test_a_crafted_checkpoint_never_runs_code(tiny_run, demo_data, tmp_path, cap
     torch.save({"model": Evil(marker), "config": {}, "heads": {}}, evil)
     code, _, err = run_cli(capsys, "predict", evil, "--data", demo_data, "--out", tmp_path / "p.csv")
     assert code == 2 and "refused to load" in err and "io.open" in err and one_line(err)
-    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, *TINY, "--weights", evil, "--out", tmp_path / "r")
+    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, *SMOKE, "--weights", evil, "--out", tmp_path / "r")
     assert code == 2 and "refused to load" in err and one_line(err)
     run = tmp_path / "planted"
     shutil.copytree(tiny_run, run)
@@ -152,7 +138,7 @@ def test_a_cache_slot_with_foreign_pixels_is_an_error(demo_data, tmp_path):
 
 # 3, 4 ------------------------------------------------------------------------------------------
 def test_two_identical_crop_runs_give_identical_boxes(dev_data, tmp_path, capsys):
-    data = _subset(dev_data, tmp_path, n_eval=70, n_persons=4)
+    data = subset(dev_data, tmp_path, n_eval=70, n_persons=4)
     boxes = []
     for k in range(2):  # the default chain (mtcnn, haar, center), Haar in 4 threads
         out = tmp_path / f"crops{k}"
@@ -164,7 +150,7 @@ def test_two_identical_crop_runs_give_identical_boxes(dev_data, tmp_path, capsys
 
 
 def test_crop_rerun_with_other_settings_is_refused_and_force_redoes_all(demo_data, tmp_path, capsys):
-    data = _subset(demo_data, tmp_path, n_eval=14, n_persons=2)
+    data = subset(demo_data, tmp_path, n_eval=14, n_persons=2)
     out = tmp_path / "crops"
     assert run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "64", "48")[0] == 0
     code, _, err = run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "96", "72", "--margin", "0.3")
@@ -192,7 +178,7 @@ def test_truncated_images_are_errors_in_train_and_predict_failed_in_crop_and_lis
     shutil.copytree(demo_data, data)
     victim = sorted((data / "train" / "images").glob("*/normal.jpg"))[3]
     _truncate(victim)
-    code, _, err = run_cli(capsys, "train-age", "--data", data, *TINY, "--out", tmp_path / "runs")
+    code, _, err = run_cli(capsys, "train-age", "--data", data, *SMOKE, "--out", tmp_path / "runs")
     assert code == 2 and str(victim) in err and "truncated JPEG" in err and one_line(err)
     assert not (tmp_path / "runs").exists()
     code, text, _ = run_cli(capsys, "eda", "--data", data)
@@ -220,7 +206,7 @@ def test_paths_never_escape_the_folders_the_user_named(tiny_run, demo_data, tmp_
         assert code == 2 and "'../../x.jpg' is not a plain file name" in err and one_line(err)
     assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "c").exists()
     code, _, err = run_cli(
-        capsys, "train-age", "--data", demo_data, *TINY, "--name", "../../X", "--out", tmp_path / "o"
+        capsys, "train-age", "--data", demo_data, *SMOKE, "--name", "../../X", "--out", tmp_path / "o"
     )
     assert code == 2 and "--name" in err and not (tmp_path / "X").exists() and not (tmp_path / "o").exists()
     loose = tmp_path / "loose" / "model.pt"
@@ -234,10 +220,9 @@ def test_paths_never_escape_the_folders_the_user_named(tiny_run, demo_data, tmp_
 
 # 7 ---------------------------------------------------------------------------------------------
 def test_joint_with_a_task_file_is_refused_and_negative_probabilities_are_named(demo_data, tmp_path, capsys):
-    from tests.test_submit import _random_probs
 
     ids = pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"]
-    p = _random_probs(ids, 0)
+    p = random_probs(ids, 0)
     p.to_csv(tmp_path / "j.csv", index=False)
     code, _, err = run_cli(capsys, "submit", "--joint", tmp_path / "j.csv", "--mask", tmp_path / "j.csv", "--data",
                            demo_data, "--out", tmp_path / "s")  # fmt: skip
@@ -286,7 +271,7 @@ def test_a_failed_write_names_the_path_keeps_the_old_file_and_leaves_no_temp(dem
     assert [p.name for p in target.parent.iterdir()] == ["last.pt"]
     # A whole training run under the same limit: last.pt (4.5 MB) cannot be written.
     out = tmp_path / "runs"
-    proc = subprocess.run([sys.executable, "-c", LIMITED, "cli", "train-gender", "--data", str(demo_data), *TINY,
+    proc = subprocess.run([sys.executable, "-c", LIMITED, "cli", "train-gender", "--data", str(demo_data), *SMOKE,
                            "--no-cache", "--out", str(out), "--name", "g"], capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"cannot write {out / 'g' / 'fold0' / 'last.pt'}: file too large" in proc.stderr
@@ -298,7 +283,7 @@ def test_a_read_only_folder_is_named(demo_data, tmp_path, capsys):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o555)
-    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, *TINY, "--out", ro)
+    code, _, err = run_cli(capsys, "train-age", "--data", demo_data, *SMOKE, "--out", ro)
     assert code == 2 and "permission denied" in err and one_line(err)
 
 
@@ -317,9 +302,8 @@ def test_predict_and_submit_check_their_output_before_working_and_clean_stale_te
     subs.mkdir()
     stale = subs / f".submission-x.csv.{dead.pid}.k3j4h5.tmp"
     stale.write_text("ImageID,ans\n")
-    from tests.test_submit import _random_probs
 
-    _random_probs(pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"], 0).to_csv(tmp_path / "j.csv", index=False)
+    random_probs(pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"], 0).to_csv(tmp_path / "j.csv", index=False)
     code, _, err = run_cli(capsys, "submit", "--joint", tmp_path / "j.csv", "--data", demo_data, "--out", subs)
     assert code == 0, err
     assert not stale.exists() and len(list(subs.glob("submission-*.csv"))) == 1
@@ -330,7 +314,7 @@ def test_pretrained_offline_fails_fast_naming_weights(demo_data, tmp_path, capsy
     from maskcls import models
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    args = ["train-age", "--data", demo_data, *TINY, "--backbone", "resnet18", "--pretrained", "--out", tmp_path / "o"]
+    args = ["train-age", "--data", demo_data, *SMOKE, "--backbone", "resnet18", "--pretrained", "--out", tmp_path / "o"]
     t0 = time.time()
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "--weights FILE" in err and one_line(err) and time.time() - t0 < 20
@@ -344,9 +328,8 @@ def test_pretrained_offline_fails_fast_naming_weights(demo_data, tmp_path, capsy
 def test_pseudo_label_csv_works_from_another_folder(demo_data, tmp_path, capsys, monkeypatch):
     from maskcls import config
     from maskcls.data.table import load_table
-    from tests.test_submit import _random_probs
 
-    _random_probs(pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"], 0).to_csv(tmp_path / "j.csv", index=False)
+    random_probs(pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"], 0).to_csv(tmp_path / "j.csv", index=False)
     monkeypatch.chdir(demo_data.parent)
     rel = Path(demo_data.name)
     code, _, err = run_cli(capsys, "pseudo-label", "--joint", tmp_path / "j.csv", "--data", rel, "--threshold", "0.3",
@@ -383,13 +366,13 @@ def test_failures_after_validation_leave_no_run_folder(demo_data, tmp_path, caps
     out = tmp_path / "runs"
     out.mkdir()
     for extra in cases:
-        code, _, err = run_cli(capsys, "train-mask", "--data", data, *TINY, "--out", out, *extra)
+        code, _, err = run_cli(capsys, "train-mask", "--data", data, *SMOKE, "--out", out, *extra)
         assert code == 2 and one_line(err), (extra, err)
         assert not any(out.iterdir()), (extra, list(out.iterdir()))
     bad = sorted((data / "train" / "images").glob("*/mask3.jpg"))[10]
     bad.write_bytes(b"not a jpeg at all")
-    code, _, err = run_cli(capsys, "train-mask", "--data", data, *TINY, "--out", out)
+    code, _, err = run_cli(capsys, "train-mask", "--data", data, *SMOKE, "--out", out)
     # Only the shared image cache (its completed entries, none of the failed fill) stays in --out.
     assert code == 2 and str(bad) in err and [p.name for p in out.iterdir()] == ["cache"]
-    code, _, err = run_cli(capsys, "train-mask", "--data", demo_data, *TINY, "--out", out)
+    code, _, err = run_cli(capsys, "train-mask", "--data", demo_data, *SMOKE, "--out", out)
     assert code == 0 and sorted(p.name for p in out.iterdir()) == ["cache", "mask-test_resnet"], err

@@ -28,7 +28,7 @@ def show_command(
     from rich.table import Table
 
     from maskcls import config as config_mod
-    from maskcls.commands.train import parse_set
+    from maskcls.commands.options import parse_set
 
     if task not in config_mod.choices("task"):
         raise typer.BadParameter(f"must be one of {', '.join(config_mod.choices('task'))}", param_hint="--task")

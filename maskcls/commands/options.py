@@ -46,3 +46,21 @@ def parse_img_size(text: str | None, flag: str = "--img-size") -> list[int] | No
     if not all(IMG_SIDE[0] <= v <= IMG_SIDE[1] for v in size):
         raise typer.BadParameter(f"each side must be in {IMG_SIDE[0]}..{IMG_SIDE[1]}, got {text!r}", param_hint=flag)
     return size * 2 if len(size) == 1 else size
+
+
+def parse_set(items: list[str]) -> dict:
+    """--set KEY=VALUE pairs: VALUE read as JSON (numbers, true/false, null, lists), else as text."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        try:
+            out[key.strip().replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip().replace("-", "_")] = value
+        except RecursionError:
+            raise typer.BadParameter(f"{key.strip()}: value nested too deeply", param_hint="--set") from None
+    return out

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.commands.options import parse_img_size
+from maskcls.commands.options import parse_img_size, parse_set
 
 MODEL, DATA, OPTIM, RUN = "Model", "Data and sampling", "Optimisation", "Run"
 
@@ -20,24 +20,6 @@ def parse_count_or_all(text: str | None, flag: str, words: tuple[str, ...] = ("a
         raise typer.BadParameter(f"expected a number or {' or '.join(map(repr, words))}, got {text!r}",
                                  param_hint=flag)  # fmt: skip
     return int(text)
-
-
-def parse_set(items: list[str]) -> dict:
-    """--set KEY=VALUE pairs: VALUE read as JSON (numbers, true/false, null, lists), else as text."""
-    import json
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
-        try:
-            out[key.strip().replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip().replace("-", "_")] = value
-        except RecursionError:
-            raise typer.BadParameter(f"{key.strip()}: value nested too deeply", param_hint="--set") from None
-    return out
 
 
 def make_train_command(task: str):

@@ -32,8 +32,9 @@ from rich.console import Console
 
 from maskcls import io, labels
 from maskcls.data.dataset import read_image
-from maskcls.data.index import IMAGE_EXTS, read_csv
+from maskcls.data.index import IMAGE_EXTS
 from maskcls.errors import MaskclsError
+from maskcls.io import read_csv
 
 UTKFACE = re.compile(r"^(\d{1,3})_([01])_(\d)_")
 SOURCE_FACE = (1.0, 0.41)  # a tight aligned face photo: face-box width share, face-centre height share

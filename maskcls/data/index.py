@@ -22,6 +22,7 @@ import pandas as pd
 
 from maskcls import labels
 from maskcls.errors import MaskclsError
+from maskcls.io import read_csv
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png"}
 MAX_AGE = labels.MAX_AGE
@@ -65,21 +66,6 @@ class TrainIndex:
 class EvalIndex:
     table: pd.DataFrame  # ImageID, path, in info.csv order
     root: Path
-
-
-def read_csv(path: Path, required: list[str], **kw) -> pd.DataFrame:
-    """Read a CSV or raise a one-line error naming the file and what is wrong."""
-    if not path.is_file():
-        raise MaskclsError(f"{path}: file not found")
-    try:
-        df = pd.read_csv(path, **kw)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MaskclsError(f"{path}: unreadable CSV ({first})") from None
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        raise MaskclsError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")
-    return df
 
 
 def _is_hidden(name: str) -> bool:

@@ -16,8 +16,8 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from maskcls import io
-from maskcls.data.index import read_csv
 from maskcls.errors import MaskclsError
+from maskcls.io import read_csv
 
 
 def sgkf(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str, int]:

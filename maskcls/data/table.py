@@ -24,8 +24,9 @@ from rich.console import Console
 
 from maskcls import labels
 from maskcls.data.external import frame_external, scan_external
-from maskcls.data.index import read_csv, scan_train
+from maskcls.data.index import scan_train
 from maskcls.errors import MaskclsError
+from maskcls.io import read_csv
 
 PSEUDO_COLUMNS = ["ImageID", "path", "mask", "gender", "age", "class", "confidence", "age_upper"]
 

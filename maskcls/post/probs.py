@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from maskcls.data.index import read_csv
 from maskcls.errors import MaskclsError
 from maskcls.heads import HEADS, check_probs
+from maskcls.io import read_csv
 
 COLUMN_RE = re.compile(rf"^({'|'.join(HEADS)})_(\d+)$")
 

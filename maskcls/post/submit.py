@@ -12,10 +12,11 @@ from rich.console import Console
 from rich.table import Table
 
 from maskcls import io, labels
-from maskcls.data.index import check_image_id, read_csv
+from maskcls.data.index import check_image_id
 from maskcls.engine.metrics import head_metrics
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, class_names, predict_classes
+from maskcls.io import read_csv
 from maskcls.post.probs import align, heads_of, read_probs, task_probs
 from maskcls.runs import read_oof
 
