@@ -1,7 +1,8 @@
 """Configuration: args.json < configs/<task>.json < --config FILE < --set KEY=VALUE < flags.
 
 The defaults ship inside the package (maskcls/defaults/args.json and configs/<task>.json), so
-a wheel installed anywhere has them. A team's own args.json and configs/<task>.json — in the
+a wheel installed anywhere has them; the repository root's args.json and configs/ are links to
+those very files (what a clone edits and commits is what the wheel ships: one source). A team's own args.json and configs/<task>.json — in the
 folder $MASKCLS_CONFIG_DIR names, else the working directory — override the packaged file of
 the same name, key by key. Every key must exist in the packaged args.json (the documented
 defaults); a misspelt key is an error with the closest matches, never silently ignored. Values

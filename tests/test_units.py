@@ -245,3 +245,16 @@ def test_shell_completion_script_is_offered():
     env = {**__import__("os").environ, "_MASKCLS_COMPLETE": "source_bash"}
     proc = subprocess.run([exe], capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 0 and "_maskcls_completion" in proc.stdout
+
+
+def test_root_args_and_configs_are_the_packaged_defaults(monkeypatch):
+    """The repository root's args.json and configs/ (what a team edits and commits) are the very files
+    the wheel ships (maskcls/defaults/): one source, so the two cannot drift."""
+    from maskcls.config import ARGS_FILE, CONFIG_DIR, OWN_DIR_ENV, layers
+
+    assert (ROOT / "args.json").resolve() == ARGS_FILE.resolve()
+    assert (ROOT / "configs").resolve() == CONFIG_DIR.resolve()
+    assert {p.name for p in (ROOT / "configs").glob("*.json")} == {p.name for p in CONFIG_DIR.glob("*.json")}
+    monkeypatch.delenv(OWN_DIR_ENV, raising=False)
+    monkeypatch.chdir(ROOT)  # from the root, the root files are not counted twice as a team's own layer
+    assert layers("age") == [ARGS_FILE, CONFIG_DIR / "age.json"]
