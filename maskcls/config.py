@@ -2,12 +2,13 @@
 
 The defaults ship inside the package (maskcls/defaults/args.json and configs/<task>.json), so
 a wheel installed anywhere has them; the repository root's args.json and configs/ are links to
-those very files (what a clone edits and commits is what the wheel ships: one source). A team's own args.json and configs/<task>.json — in the
-folder $MASKCLS_CONFIG_DIR names, else the working directory — override the packaged file of
-the same name, key by key. Every key must exist in the packaged args.json (the documented
-defaults); a misspelt key is an error with the closest matches, never silently ignored. Values
-are checked against the default's type. The resolved config is written into each run
-directory and each checkpoint; `maskcls config show` prints it with where each value came from.
+those very files (what a clone edits and commits is what the wheel ships: one source). A team's
+own args.json and configs/<task>.json — in the folder $MASKCLS_CONFIG_DIR names, else the
+working directory — override the packaged file of the same name, key by key. Every key must
+exist in the packaged args.json (the documented defaults); a misspelt key is an error with the
+closest matches, never silently ignored. Values are checked against the default's type. The
+resolved config is written into each run directory and each checkpoint; `maskcls config show`
+prints it with where each value came from.
 """
 
 from __future__ import annotations

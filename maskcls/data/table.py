@@ -52,6 +52,31 @@ def load_table(cfg, console=None) -> pd.DataFrame:
     return table
 
 
+def check_policy(cfg, table: pd.DataFrame, console: Console) -> None:
+    """Say what each data option did to the table, and refuse what cannot have been meant."""
+    if cfg.extra:
+        console.print(f"pseudo-labelled rows from {cfg.extra}: {int(table['pseudo'].sum())} (train only)")
+    if cfg.external:
+        n = int(table["external"].sum())
+        console.print(f"external faces from {cfg.external}: {n} (train only; age and gender, never mask)")
+    if cfg.relabel:
+        console.print(f"--relabel {cfg.relabel}: labels of those persons replaced, for training and validation")
+    if cfg.exclude:
+        n = int(table["excluded"].sum())
+        if n == int((~table["train_only"]).sum()):  # e.g. a whole suspects.csv: its top rows were meant
+            raise MaskclsError(f"--exclude {cfg.exclude}: names all {n} training images; pass only the rows to drop "
+                               f"(e.g. the top ones: head -n 31 suspects.csv > drop.csv)")  # fmt: skip
+        console.print(f"--exclude {cfg.exclude}: {n} images train in no fold (they still validate)")
+    if cfg.drop_ages:
+        ages = labels.parse_ages(cfg.drop_ages)
+        n = int((table["age_years"].isin(ages) & ~table["train_only"]).sum())
+        console.print(f"--drop-ages {cfg.drop_ages}: ages {', '.join(map(str, sorted(ages)))}: {n} images train in no "
+                      "fold (they still validate)")  # fmt: skip
+    n_persons = table.loc[~table["train_only"], "person"].nunique()
+    if cfg.folds > n_persons:
+        raise MaskclsError(f"--folds {cfg.folds} is more than the {n_persons} persons in {cfg.data}")
+
+
 def drop_ages(table: pd.DataFrame, ages: set[int]) -> pd.DataFrame:
     """The rows whose age in years is not in `ages` (rows of unknown age, -1, stay)."""
     return table[~table["age_years"].isin(ages)] if ages else table

@@ -1,4 +1,9 @@
-"""What happens around the loop (printing, wandb), kept out of the loop itself."""
+"""Callbacks: what happens around the loop, kept out of it. The loop (engine/trainer.py) calls every
+callback on five events; a callback reads what it needs from the FoldTrainer it is handed (its cfg,
+fold, dir, model, chosen weights, probs, metrics, history, final and finished flags).
+
+Console lines and wandb are here; every file a run writes is a callback too (engine/outputs.py).
+"""
 
 from __future__ import annotations
 
@@ -14,9 +19,10 @@ from maskcls.progress import clock
 
 class Callback:
     def on_run_start(self, epochs_to_train: int) -> None: ...
-    def on_fold_start(self, fold: int, fold_dir: Path, cfg) -> None: ...
-    def on_epoch_end(self, fold: int, row: dict) -> None: ...
-    def on_fold_end(self, fold: int, summary: dict) -> None: ...
+    def on_fold_start(self, trainer) -> None: ...
+    def on_epoch_end(self, trainer, row: dict) -> None: ...  # row: the epoch's line of history.csv
+    def on_fold_end(self, trainer, summary: dict) -> None: ...  # summary: the fold's metrics.json
+    def on_run_end(self, run_dir: Path, cfg, fold_ids: list, summaries: list[dict]) -> None: ...
 
 
 class ConsoleCallback(Callback):
@@ -30,11 +36,11 @@ class ConsoleCallback(Callback):
     def on_run_start(self, epochs_to_train):
         self.total, self.done, self.t0 = epochs_to_train, 0, time.monotonic()
 
-    def on_fold_start(self, fold, fold_dir, cfg):
+    def on_fold_start(self, trainer):
         self.rows = []
-        self.console.print(f"[bold]fold {fold}[/] -> {fold_dir}")
+        self.console.print(f"[bold]fold {trainer.fold}[/] -> {trainer.dir}")
 
-    def on_epoch_end(self, fold, row):
+    def on_epoch_end(self, trainer, row):
         self.rows.append(row)
         heads = " ".join(f"{k[:-3]} {v:.3f}" for k, v in row.items() if k.endswith("_f1") and k != "class_f1")
         heads += "".join(f", {k[:-4]} MAE {v:.2f} y" for k, v in row.items() if k.endswith("_mae"))
@@ -52,7 +58,8 @@ class ConsoleCallback(Callback):
             f"  lr {row['lr']:.2e}  {row['seconds']:.0f}s{best}{eta}"
         )
 
-    def on_fold_end(self, fold, summary):
+    def on_fold_end(self, trainer, summary):
+        fold = trainer.fold
         if summary.get("final_fit"):
             self.console.print(f"final fit: {summary['best_epoch'] + 1} epochs on every person, "
                                f"{summary['weights']} weights saved as best.pt")  # fmt: skip
@@ -98,15 +105,16 @@ class WandbCallback(Callback):
         has_key = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
         return "online" if has_key else "offline"
 
-    def on_fold_start(self, fold, fold_dir, cfg):
+    def on_fold_start(self, trainer):
+        fold = trainer.fold
         self.run = self.wandb.init(
             project=self.project, name=f"{self.run_dir.name}-fold{fold}", group=self.run_dir.name,
-            config=dict(cfg, fold=fold), dir=str(fold_dir), mode=self.mode(), reinit="finish_previous",
+            config=dict(trainer.cfg, fold=fold), dir=str(trainer.dir), mode=self.mode(), reinit="finish_previous",
         )  # fmt: skip
 
-    def on_epoch_end(self, fold, row):
+    def on_epoch_end(self, trainer, row):
         self.run.log({k: v for k, v in row.items() if isinstance(v, int | float)}, step=row["epoch"])
 
-    def on_fold_end(self, fold, summary):
+    def on_fold_end(self, trainer, summary):
         self.run.summary.update({"best_score": summary["best_score"], "best_epoch": summary["best_epoch"]})
         self.run.finish()

@@ -26,19 +26,19 @@ from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
 from maskcls.data.sampling import BalancedSampler, ShardSampler
 from maskcls.data.splits import apply_folds
-from maskcls.data.table import drop_ages, load_table
+from maskcls.data.table import check_policy, drop_ages, load_table
 from maskcls.data.transforms import build_augment
 from maskcls.engine import distributed
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
-from maskcls.engine.kinds import AGES, build_heads, expected_age, widths
+from maskcls.engine.kinds import build_heads, expected_age, widths
 from maskcls.engine.metrics import evaluate
 from maskcls.engine.mixers import build_mixer
 from maskcls.engine.optim import build_optimizer, lr_factor
+from maskcls.engine.outputs import FINAL, fold_dir, outputs
 from maskcls.errors import MaskclsError
 from maskcls.labels import parse_ages
-from maskcls.models import build_model, check_backbone, pin_weights, save_checkpoint
-from maskcls.plots import plot_confusion, plot_curves
+from maskcls.models import build_model, check_backbone, pin_weights
 from maskcls.progress import LogProgress
 from maskcls.runs import new_run_dir
 from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
@@ -49,7 +49,6 @@ console = Console()
 # same experiment). --epochs extends (or, before it ends, shortens) it; the LR schedule is then
 # recomputed for the new length from the step reached.
 RESUME_KEYS = ("epochs", "workers", "device", "cache_dir", "wandb")
-FINAL = "none"  # --fold none: the final fit, every person trains, nothing validates (folder fold-none/)
 FINAL_SEED = 99  # the final fit seeds its initialisation, sampling and augmentation as fold 99 would
 
 
@@ -67,15 +66,17 @@ def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
 
 
 class FoldTrainer:
-    """Trains one fold (or, fold "none", every person): the loop, validation, checkpoints and resume."""
+    """Trains one fold (or, fold "none", every person): the loop, validation and resume. What it
+    writes, callbacks write (engine/outputs.py), reading the state below after each epoch."""
 
-    def __init__(self, cfg, table: pd.DataFrame, fold: int | str, fold_dir: Path, callbacks: list[Callback]):
+    def __init__(self, cfg, table: pd.DataFrame, fold: int | str, fold_dir: Path, callbacks: list[Callback],
+                 ctx: distributed.Context | None = None):  # fmt: skip
         self.cfg, self.fold, self.dir, self.callbacks = cfg, fold, fold_dir, callbacks
         self.final = fold == FINAL
         self.key = FINAL_SEED if self.final else fold  # what seeds this fold's randomness
         self.kinds = build_heads(cfg)  # {head: kind}: targets, loss and probabilities of each head
         self.heads = widths(self.kinds)
-        self.ctx = distributed.setup(cfg.device)
+        self.ctx = ctx or distributed.setup(cfg.device)
         self.device = resolve_device(cfg.device)
         if self.ctx.active and self.device.type == "cuda":
             self.device = torch.device("cuda", self.ctx.local_rank)
@@ -122,6 +123,9 @@ class FoldTrainer:
         self.mixer = build_mixer(cfg)
         self.start_epoch, self.best_score, self.best_epoch, self.history = 0, -1.0, -1, []
         self.finished = False
+        # the epoch just validated, for the callbacks: the weights chosen (raw or EMA), their
+        # validation probabilities and metrics (None and {} for the final fit)
+        self.chosen, self.probs, self.metrics = self.model, None, {}
 
     def _loader(self, df: pd.DataFrame, train: bool) -> DataLoader:
         cfg = self.cfg
@@ -154,8 +158,9 @@ class FoldTrainer:
         return DataLoader(ds, batch_size=batch, sampler=self.sampler, generator=self.generator, drop_last=drop_last,
                           **kw)  # fmt: skip
 
-    # -- checkpoints -----------------------------------------------------------------------
-    def _state(self, epoch: int) -> dict:
+    # -- resume -----------------------------------------------------------------------------
+    def state(self, epoch: int) -> dict:
+        """What last.pt holds beside the model: everything `resume` restores."""
         # No RNG states: every epoch reseeds from (seed, fold, epoch), so a resumed run draws the
         # same batches, augmentations and mixes as an uninterrupted one without them.
         return dict(
@@ -257,10 +262,9 @@ class FoldTrainer:
 
     def fit(self) -> dict:
         self.resume()
-        if not self.ctx.main:  # rank 0 alone writes checkpoints, logs, plots and wandb
-            self.callbacks = []
-        for cb in self.callbacks:
-            cb.on_fold_start(self.fold, self.dir, self.cfg)
+        callbacks = self.callbacks if self.ctx.main else []  # rank 0 alone writes files, logs and wandb
+        for cb in callbacks:
+            cb.on_fold_start(self)
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]  # fmt: skip
         with LogProgress(*columns, console=console, transient=True, disable=not self.ctx.main) as progress:
@@ -269,7 +273,8 @@ class FoldTrainer:
                     break
                 t0 = time.time()
                 train_loss = self.train_one_epoch(epoch, progress)
-                model, probs, metrics, scores = self.validate_weights()
+                self.chosen, self.probs, self.metrics, scores = self.validate_weights()
+                metrics = self.metrics
                 improved = metrics["score"] > self.best_score
                 if improved:
                     self.best_score, self.best_epoch = metrics["score"], epoch
@@ -281,21 +286,12 @@ class FoldTrainer:
                 self.history.append(row)
                 patience = self.cfg.patience
                 self.finished = epoch + 1 == self.cfg.epochs or bool(patience and epoch - self.best_epoch >= patience)
-                if self.final and self.finished and self.ctx.main:  # nothing validates: the last weights
-                    self._save_final(epoch, model, train_loss)
-                elif improved and self.ctx.main:
-                    self._save_best(epoch, model, probs, metrics)
-                if self.ctx.main:
-                    save_checkpoint(self.dir / "last.pt", self.model, self.cfg, self.heads, **self._state(epoch))
-                    io.write_csv(self.dir / "history.csv", pd.DataFrame(self.history))
-                    plot_curves({self.fold: pd.DataFrame(self.history)}, self.dir / "curves.png",
-                                f"{self.dir.parent.name} fold {self.fold}")  # fmt: skip
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self.fold, row)
+                for cb in callbacks:
+                    cb.on_epoch_end(self, row)
         distributed.barrier()  # rank 0 has written metrics.json
         summary = json.loads((self.dir / "metrics.json").read_text())
-        for cb in self.callbacks:
-            cb.on_fold_end(self.fold, summary)
+        for cb in callbacks:
+            cb.on_fold_end(self, summary)
         return summary
 
     def validate_weights(self) -> tuple[torch.nn.Module, dict | None, dict, dict]:
@@ -314,44 +310,9 @@ class FoldTrainer:
             return self.ema.module, ema_probs, ema_metrics, {**scores, "weights": "ema"}
         return self.model, probs, metrics, {**scores, "weights": "raw"}
 
-    def _save_final(self, epoch: int, model: torch.nn.Module, train_loss: float) -> None:
-        weights = "ema" if model is not self.model else "raw"
-        save_checkpoint(self.dir / "best.pt", model, self.cfg, self.heads, epoch=epoch, fold=self.fold,
-                        best_score=None, weights=weights)  # fmt: skip
-        io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch, "best_score": None,
-                                                  "final_fit": True, "weights": weights, "train_loss": train_loss,
-                                                  "metrics": {}})  # fmt: skip
 
-    def _save_best(self, epoch: int, model: torch.nn.Module, probs: dict, metrics: dict) -> None:
-        weights = "ema" if model is not self.model else "raw"
-        save_checkpoint(self.dir / "best.pt", model, self.cfg, self.heads, epoch=epoch, fold=self.fold,
-                        best_score=metrics["score"], weights=weights)  # fmt: skip
-        io.write_csv(self.dir / "oof.csv", oof_table(self.val_df, probs, self.fold))
-        io.write_json(self.dir / "metrics.json", {"fold": self.fold, "best_epoch": epoch, "weights": weights,
-                                                  "best_score": metrics["score"], "metrics": metrics})  # fmt: skip
-        preds = {head: probs[head].argmax(1) for head in self.heads}
-        if "class" in metrics and "class" not in preds:  # the three heads combined: the leaderboard's view
-            preds["class"] = heads.predict_classes(probs)
-        for head, pred in preds.items():
-            names = heads.classes(head, self.cfg.age_upper)
-            title = f"fold {self.fold} {head}, epoch {epoch + 1}: macro-F1 {metrics[head]['f1']:.3f}"
-            plot_confusion(self.val_df[head].to_numpy(), pred, names, self.dir / f"confusion_{head}.png", title)
-
-
-def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:
-    """Out-of-fold rows: path, person, labels, fold, one probability column per class of each head
-    (and `age_ge_<a>` = P(age >= a) columns for a head that predicts years)."""
-    out = df[["path", "person", "mask", "gender", "age", "class", "age_years"]].copy()
-    out["fold"] = fold
-    for head, p in probs.items():
-        names = ([f"{head[:-4]}_ge_{a}" for a in AGES.tolist()] if head.endswith("_cum")
-                 else [f"{head}_{k}" for k in range(p.shape[1])])  # fmt: skip
-        out = pd.concat([out, pd.DataFrame(p, columns=names, index=out.index)], axis=1)
-    return out
-
-
-def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) -> tuple[list[dict], list[int]]:
-    ctx = distributed.setup(cfg.device)
+def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks: list[Callback], new: bool,
+                 ctx: distributed.Context) -> tuple[list[dict], list]:  # fmt: skip
     if new and ctx.main:
         io.write_json(run_dir / "config.json", cfg)
         io.write_json(run_dir / "label_map.json", heads.label_map(heads.task_heads(cfg.task, cfg.head), cfg.age_upper))
@@ -371,27 +332,19 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks, new: bool) 
     table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), extra], ignore_index=True)
     fold_ids = ([int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all"
                 else [FINAL] if cfg.fold == FINAL else [int(cfg.fold)])  # fmt: skip
-    callbacks = callbacks if callbacks is not None else [ConsoleCallback(console)]
-    if cfg.wandb:
-        callbacks = [*callbacks, WandbCallback(cfg.wandb_project, run_dir)]
-    done = {k: len(pd.read_csv(h)) for k in fold_ids if (h := run_dir / fold_dir_name(k) / "history.csv").is_file()}
-    for cb in callbacks:
+    done = {k: len(pd.read_csv(h)) for k in fold_ids if (h := fold_dir(run_dir, k) / "history.csv").is_file()}
+    for cb in callbacks if ctx.main else []:
         cb.on_run_start(sum(max(cfg.epochs - done.get(k, 0), 0) for k in fold_ids))
     summaries = []
     for k in fold_ids:
         try:
-            summaries.append(FoldTrainer(cfg, table, k, run_dir / fold_dir_name(k), callbacks).fit())
+            summaries.append(FoldTrainer(cfg, table, k, fold_dir(run_dir, k), callbacks, ctx).fit())
         except torch.cuda.OutOfMemoryError:
             raise MaskclsError(
                 f"CUDA out of memory at batch size {cfg.batch_size}: lower --batch-size "
                 "(or keep the effective batch with accum_steps)"
             ) from None
     return summaries, fold_ids
-
-
-def fold_dir_name(fold: int | str) -> str:
-    """fold0, fold1, ...; fold-none for the final fit."""
-    return f"fold-{fold}" if fold == FINAL else f"fold{fold}"
 
 
 def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
@@ -434,37 +387,21 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     if resume is None:  # one weights file, recorded with its SHA-256 in config.json (models.pin_weights)
         console.print(weights.describe(pin_weights(cfg)))
     table = load_table(cfg, console)
-    if cfg.extra:
-        console.print(f"pseudo-labelled rows from {cfg.extra}: {int(table['pseudo'].sum())} (train only)")
-    if cfg.external:
-        n = int(table["external"].sum())
-        console.print(f"external faces from {cfg.external}: {n} (train only; age and gender, never mask)")
-    if cfg.relabel:
-        console.print(f"--relabel {cfg.relabel}: labels of those persons replaced, for training and validation")
-    if cfg.exclude:
-        n = int(table["excluded"].sum())
-        if n == int((~table["train_only"]).sum()):  # e.g. a whole suspects.csv: its top rows were meant
-            raise MaskclsError(f"--exclude {cfg.exclude}: names all {n} training images; pass only the rows to drop "
-                               f"(e.g. the top ones: head -n 31 suspects.csv > drop.csv)")  # fmt: skip
-        console.print(f"--exclude {cfg.exclude}: {n} images train in no fold (they still validate)")
+    check_policy(cfg, table, console)
     if cfg.fold == FINAL and cfg.patience:
         raise MaskclsError("--patience stops on validation scores; --fold none validates nothing: drop one")
-    if cfg.drop_ages:
-        ages = parse_ages(cfg.drop_ages)
-        n = int((table["age_years"].isin(ages) & ~table["train_only"]).sum())
-        console.print(f"--drop-ages {cfg.drop_ages}: ages {', '.join(map(str, sorted(ages)))}: {n} images train in no "
-                      "fold (they still validate)")  # fmt: skip
-    n_persons = table.loc[~table["train_only"], "person"].nunique()
-    if cfg.folds > n_persons:
-        raise MaskclsError(f"--folds {cfg.folds} is more than the {n_persons} persons in {cfg.data}")
     ctx = distributed.setup(cfg.device)
     console.quiet = not ctx.main
+    # every file a run writes, then what the caller watches with (console lines by default), then wandb
+    callbacks = [*outputs(), *(callbacks if callbacks is not None else [ConsoleCallback(console)])]
     if resume is None:
         out_existed = Path(cfg.out).exists()
         run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone.replace('/', '-')}") if ctx.main else None
         run_dir = Path(distributed.broadcast(str(run_dir)))
         try:
-            summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=True)
+            if cfg.wandb and ctx.main:
+                callbacks.append(WandbCallback(cfg.wandb_project, run_dir))
+            summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, True, ctx)
         except BaseException:
             # A run that never finished an epoch holds nothing to resume: remove it (and an --out
             # folder this call made), so a fixed command gets the same name, not a `-2` suffix.
@@ -476,17 +413,10 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     else:
         if ctx.main and overrides:  # the run records what it now trains with (e.g. the extended --epochs)
             io.write_json(run_dir / "config.json", cfg)
-        summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, new=False)
-    if not ctx.main:
-        return run_dir
-    validated = [k for k in fold_ids if k != FINAL]
-    if validated:
-        parts = [pd.read_csv(run_dir / f"fold{k}" / "oof.csv", dtype={"person": str}) for k in validated]
-        oof = pd.concat(parts, ignore_index=True)  # person ids stay text: 000001, not 1
-        io.write_csv(run_dir / "oof.csv", oof)
-    histories = {k: pd.read_csv(run_dir / fold_dir_name(k) / "history.csv") for k in fold_ids}
-    plot_curves(histories, run_dir / "curves.png", f"{run_dir.name}: {cfg.task} {cfg.backbone} {cfg.img_size}")
-    scores = [s["best_score"] for s in summaries if s["best_score"] is not None]
-    io.write_json(run_dir / "summary.json", {"folds": fold_ids, "scores": scores,
-                  "mean_score": float(np.mean(scores)) if scores else None})  # fmt: skip
+        if cfg.wandb and ctx.main:
+            callbacks.append(WandbCallback(cfg.wandb_project, run_dir))
+        summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, False, ctx)
+    if ctx.main:
+        for cb in callbacks:
+            cb.on_run_end(run_dir, cfg, fold_ids, summaries)
     return run_dir
