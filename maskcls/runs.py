@@ -1,7 +1,8 @@
-"""Run directories that number themselves: runs/age-resnet18, runs/age-resnet18-2, ...
+"""Run directories: `Run` owns one (its layout, its config, the checks runs share); new ones number
+themselves (runs/age-resnet18, runs/age-resnet18-2, ...).
 
 Layout of a run (one experiment; every fold it trains is a sub-folder):
-    config.json  label_map.json  folds.csv  summary.json  oof.csv
+    config.json  label_map.json  folds.csv  summary.json  oof.csv  tuned.json (tune-thresholds)
     fold0/ best.pt last.pt history.csv metrics.json oof.csv confusion_<head>.png curves.png
     fold-none/ best.pt last.pt history.csv metrics.json     (the final fit, --fold none: no oof.csv)
     exclude.csv relabel.csv                                   (copies, when the run was given them)
@@ -17,6 +18,82 @@ from pathlib import Path
 import pandas as pd
 
 from maskcls.errors import MaskclsError, warn
+
+FINAL = "none"  # --fold none: the final fit, every person trains, nothing validates (folder fold-none/)
+
+
+def fold_dir(run_dir: str | Path, fold: int | str) -> Path:
+    """run/fold0, run/fold1, ...; run/fold-none for the final fit."""
+    return Path(run_dir) / (f"fold-{fold}" if fold == FINAL else f"fold{fold}")
+
+
+class Run:
+    """One run folder: where its files are, its config (the saved one over today's defaults, so keys
+    added since read their defaults), and its out-of-fold rows."""
+
+    def __init__(self, path: str | Path):
+        self.dir = Path(path)
+        if not (self.dir / "config.json").is_file():
+            raise MaskclsError(f"{self.dir}: not a run directory (no config.json)")
+        self._config = None
+
+    @classmethod
+    def of_checkpoint(cls, path: Path) -> Run | None:
+        """The run of RUN/foldK/best.pt; None for a loose checkpoint."""
+        run_dir = Path(path).parent.parent
+        return (
+            cls(run_dir) if Path(path).parent.name.startswith("fold") and (run_dir / "config.json").is_file() else None
+        )
+
+    @property
+    def config(self):
+        """The run's config: config.json (checked like any config: a corrupt file is one line) over the defaults."""
+        if self._config is None:
+            from maskcls.config import defaults, load_json, merge
+
+            saved, base = load_json(self.dir / "config.json"), defaults()
+            self._config = merge(base, {k: v for k, v in saved.items() if k in base}, str(self.dir / "config.json"))
+        return self._config
+
+    @property
+    def final(self) -> bool:
+        return self.config.fold == FINAL
+
+    def fold(self, k: int | str) -> Path:
+        return fold_dir(self.dir, k)
+
+    def folds(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob("fold*") if p.is_dir())
+
+    @property
+    def oof_path(self) -> Path:
+        return self.dir / "oof.csv"
+
+    @property
+    def tuned_path(self) -> Path:
+        return self.dir / "tuned.json"
+
+    def oof(self, required: tuple[str, ...] = ("path", "class")) -> pd.DataFrame:
+        """The out-of-fold rows (probabilities checked), or one line saying why there are none."""
+        from maskcls.heads import check_probs
+        from maskcls.io import read_csv
+
+        if not self.oof_path.is_file() and self.final:
+            raise MaskclsError(f"{self.dir}: a final fit (--fold none) validates nothing, so it has no out-of-fold "
+                               "rows; use the run that chose its recipe")  # fmt: skip
+        oof = read_csv(self.oof_path, list(required), dtype={"person": str, "path": str})
+        if not check_probs(oof, self.oof_path, key="path"):
+            raise MaskclsError(f"{self.oof_path}: no probability columns (expected e.g. mask_0..mask_2)")
+        return oof
+
+
+def agree(configs: dict[str, dict], key: str = "age_upper", what: str = "age thresholds"):
+    """The one value of `key` the runs (or checkpoints) share, or one line naming how they differ."""
+    values = {str(name): cfg[key] for name, cfg in configs.items()}
+    if len(set(values.values())) > 1:
+        listed = ", ".join(f"{name}: {v}" for name, v in values.items())
+        raise MaskclsError(f"the runs use different {what} ({listed}): use runs of one {key.replace('_', ' ')}")
+    return next(iter(values.values()))
 
 
 def make_dir(path: str | Path, flag: str = "--out") -> Path:
@@ -64,20 +141,8 @@ def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
 
 def read_oof(run_dir: str | Path, required: tuple[str, ...] = ("path", "class")) -> tuple[pd.DataFrame, dict]:
     """A run's out-of-fold rows and its config, or one line saying why there are none."""
-    from maskcls.heads import check_probs
-    from maskcls.io import read_csv
-
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
-    cfg = json.loads((run_dir / "config.json").read_text())
-    if not (run_dir / "oof.csv").is_file() and cfg.get("fold") == "none":
-        raise MaskclsError(f"{run_dir}: a final fit (--fold none) validates nothing, so it has no out-of-fold rows; "
-                           "use the run that chose its recipe")  # fmt: skip
-    oof = read_csv(run_dir / "oof.csv", list(required), dtype={"person": str, "path": str})
-    if not check_probs(oof, run_dir / "oof.csv", key="path"):
-        raise MaskclsError(f"{run_dir / 'oof.csv'}: no probability columns (expected e.g. mask_0..mask_2)")
-    return oof, cfg
+    run = Run(run_dir)
+    return run.oof(required), run.config
 
 
 SCORE_HEADS = ("class", "mask", "gender", "age")
@@ -85,14 +150,14 @@ SCORE_HEADS = ("class", "mask", "gender", "age")
 
 def run_summary(run_dir: Path) -> dict:
     """One row for `maskcls runs`: settings, mean best validation scores over the trained folds, time, date."""
-    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg = Run(run_dir).config
     metrics = []
     seconds = 0.0
-    for fold_dir in sorted(run_dir.glob("fold*")):
-        if (fold_dir / "metrics.json").is_file():
-            metrics.append(json.loads((fold_dir / "metrics.json").read_text())["metrics"])
-        if (fold_dir / "history.csv").is_file():
-            seconds += float(pd.read_csv(fold_dir / "history.csv")["seconds"].sum())
+    for folder in sorted(run_dir.glob("fold*")):
+        if (folder / "metrics.json").is_file():
+            metrics.append(json.loads((folder / "metrics.json").read_text())["metrics"])
+        if (folder / "history.csv").is_file():
+            seconds += float(pd.read_csv(folder / "history.csv")["seconds"].sum())
     head = cfg["task"] if cfg["task"] != "joint" else ("joint/flat18" if cfg.get("head") == "flat18" else "joint")
     row = {"run": str(run_dir), "task": head, "backbone": cfg["backbone"], "size": "x".join(map(str, cfg["img_size"])),
            "epochs": cfg["epochs"],
@@ -117,7 +182,8 @@ def run_table(root: str | Path) -> pd.DataFrame:
     for d in dirs:  # one broken run (a corrupt metrics.json, say) is skipped with a line, not the whole table
         try:
             rows.append(run_summary(d))
-        except (OSError, ValueError, KeyError, TypeError, AttributeError, IndexError, pd.errors.ParserError) as e:
+        except (MaskclsError, OSError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+                pd.errors.ParserError) as e:  # fmt: skip
             reason = str(e).splitlines()[0][:120] if str(e) else ""
             warn(f"skipped {d}: unreadable run files ({type(e).__name__}: {reason})")
     table = pd.DataFrame(rows)

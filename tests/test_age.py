@@ -14,7 +14,7 @@ from maskcls.data.external import SOURCE_FACE, reframe, scan_external, target_fr
 from maskcls.engine.kinds import AGES, Ordinal, Regression, build_heads
 from maskcls.heads import HEADS
 from maskcls.post.tune import tune, write_tuned
-from tests.conftest import TINY, run_cli
+from tests.conftest import SMOKE, TINY, run_cli
 from tests.test_train import train
 
 FIRST = int(AGES[0])
@@ -204,3 +204,28 @@ def test_age_options_refuse_bad_values(demo_data, tmp_path, capsys):
         code, _, err = run_cli(capsys, *args, "--data", demo_data, "--out", tmp_path / "o", *TINY, "--epochs", "1")
         assert code == 2 and needle in err, err
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").glob("*/config.json"))
+
+
+@pytest.mark.slow
+def test_runs_of_two_age_thresholds_are_refused_together(demo_data, tmp_path, capsys):
+    """A run is read one way (runs.Run); audit, tune-thresholds and predict share one agreement check."""
+    from maskcls.runs import Run
+
+    runs = []
+    for upper in ("60", "58"):
+        code, _, err = run_cli(capsys, "train-age", "--data", demo_data, "--out", tmp_path / "runs", *SMOKE,
+                               "--age-upper", upper, "--name", f"age{upper}")  # fmt: skip
+        assert code == 0, err
+        runs.append(tmp_path / "runs" / f"age{upper}")
+    assert Run(runs[1]).config.age_upper == 58 and Run(runs[1]).fold(0) == runs[1] / "fold0"
+    assert Run.of_checkpoint(runs[1] / "fold0" / "best.pt").dir == runs[1]
+    for args in (["audit", *runs], ["tune-thresholds", *runs], ["predict", *runs, "--data", demo_data, "--out",
+                                                                   tmp_path / "p.csv"]):  # fmt: skip
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and "different age thresholds" in err and "58" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p.csv").exists() and not (runs[0] / "tuned.json").exists()
+    # a config.json from before a key existed reads that key's default
+    cfg = json.loads((runs[0] / "config.json").read_text())
+    del cfg["ema"]
+    (runs[0] / "config.json").write_text(json.dumps(cfg))
+    assert Run(runs[0]).config.ema == 0

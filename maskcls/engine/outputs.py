@@ -11,8 +11,6 @@ new last.pt with an old best.pt, oof.csv or metrics.json.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
@@ -21,6 +19,7 @@ from maskcls.engine.callbacks import Callback
 from maskcls.engine.kinds import AGES
 from maskcls.models import save_checkpoint
 from maskcls.plots import plot_confusion, plot_curves
+from maskcls.runs import FINAL, fold_dir
 
 
 def weights_name(trainer) -> str:
@@ -108,14 +107,6 @@ class Summary(Callback):
 def outputs() -> list[Callback]:
     """Every file a run writes, in the order the module docstring explains."""
     return [BestWeights(), OutOfFold(), ConfusionPlots(), LastCheckpoint(), History(), Summary()]
-
-
-FINAL = "none"  # --fold none: the final fit, every person trains, nothing validates (folder fold-none/)
-
-
-def fold_dir(run_dir: Path, fold: int | str) -> Path:
-    """run/fold0, run/fold1, ...; run/fold-none for the final fit."""
-    return Path(run_dir) / (f"fold-{fold}" if fold == FINAL else f"fold{fold}")
 
 
 def oof_table(df: pd.DataFrame, probs: dict, fold: int) -> pd.DataFrame:

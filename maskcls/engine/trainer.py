@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch.utils.data import DataLoader
 
 from maskcls import heads, io, weights
-from maskcls.config import Config, defaults, load_json, merge
+from maskcls.config import Config, merge
 from maskcls.data import assign_folds, load_folds, save_folds
 from maskcls.data.cache import cached_source
 from maskcls.data.dataset import FaceDataset, seed_worker
@@ -35,12 +35,12 @@ from maskcls.engine.kinds import build_heads, expected_age, widths
 from maskcls.engine.metrics import evaluate
 from maskcls.engine.mixers import build_mixer
 from maskcls.engine.optim import build_optimizer, lr_factor
-from maskcls.engine.outputs import FINAL, fold_dir, outputs
+from maskcls.engine.outputs import outputs
 from maskcls.errors import MaskclsError
 from maskcls.labels import parse_ages
 from maskcls.models import build_model, check_backbone, pin_weights
 from maskcls.progress import LogProgress
-from maskcls.runs import new_run_dir
+from maskcls.runs import FINAL, Run, fold_dir, new_run_dir
 from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
 
 console = Console()
@@ -349,12 +349,7 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks: list[Callba
 
 def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
     """The run's own config, with the few RESUME_KEYS the command line may change; anything else is refused."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        raise MaskclsError(f"{run_dir}: not a run directory (no config.json)")
-    saved = load_json(path)  # a corrupt file is one line; its values are checked like any config's
-    base = defaults()
-    cfg = merge(base, {k: v for k, v in saved.items() if k in base}, str(path))  # keys added since: defaults
+    cfg = Run(run_dir).config
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
     refused = [k for k in given if k not in RESUME_KEYS]
     if refused:

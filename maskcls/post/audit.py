@@ -28,7 +28,7 @@ from rich.table import Table
 from maskcls import io
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, marginals
-from maskcls.runs import make_dir, read_oof
+from maskcls.runs import agree, make_dir, read_oof
 
 PERSON_HEADS = ("gender", "age")  # labels of the person folder: one unit
 IMAGE_HEADS = ("mask",)  # labels of the file name: one image
@@ -39,13 +39,11 @@ COLUMNS = ["rank", "unit", "person", "stem", "path", "head", "given", "predicted
 def oof_probs(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, np.ndarray], int]:
     """The rows every run predicted out of fold, and each factor head's probabilities (averaged over
     the runs that have it; an 18-way head gives its marginals). Also the runs' age threshold."""
-    frames, probs, uppers = [], {}, set()
+    frames, probs, cfgs = [], {}, {}
     for run in runs:
-        oof, cfg = read_oof(run, ("path", "person", "mask", "gender", "age"))
-        uppers.add(cfg.get("age_upper", 60))
+        oof, cfgs[str(run)] = read_oof(run, ("path", "person", "mask", "gender", "age"))
         frames.append(oof.sort_values("path").reset_index(drop=True))
-    if len(uppers) > 1:
-        raise MaskclsError(f"the runs use different age thresholds {sorted(uppers)}: audit runs of one threshold")
+    age_upper = agree(cfgs)
     common = set.intersection(*(set(f["path"]) for f in frames))
     if not common:
         raise MaskclsError("the runs' oof.csv share no image: trained on other data?")
@@ -62,7 +60,7 @@ def oof_probs(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, np.ndarray], in
     table = frames[0][["path", "person", "mask", "gender", "age"]].copy()
     table["person"] = table["person"].astype(str)
     table["stem"] = table["path"].map(lambda p: Path(p).stem)
-    return table, probs, uppers.pop()
+    return table, probs, age_upper
 
 
 def entropy(p: np.ndarray) -> np.ndarray:

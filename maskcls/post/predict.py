@@ -29,7 +29,7 @@ from maskcls.heads import marginals
 from maskcls.models import load_for_inference
 from maskcls.post.tune import apply_tuned, load_tuned
 from maskcls.progress import LogProgress
-from maskcls.runs import fold_checkpoints
+from maskcls.runs import Run, agree, fold_checkpoints
 from maskcls.runtime import auto_workers, resolve_device
 
 
@@ -111,12 +111,6 @@ def cache_for(ckpt_path: Path, cache_dir: Path | None) -> Path | None:
     return Path(cache_dir) if cache_dir is not None else None
 
 
-def run_dir_of(ckpt_path: Path) -> Path | None:
-    """RUN for RUN/foldK/best.pt; None for a loose checkpoint."""
-    run_dir = ckpt_path.parent.parent
-    return run_dir if ckpt_path.parent.name.startswith("fold") and (run_dir / "config.json").is_file() else None
-
-
 def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = False, batch_size: int = 64,
             device: str = "auto", console: Console | None = None, cache_dir: Path | None = None, tuned: bool = True,
             images: str | Path | None = None, crop: bool = False) -> pd.DataFrame:  # fmt: skip
@@ -139,7 +133,7 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
     mine = distributed.shard(len(ev), ctx)
     paths = ev["path"].iloc[mine].tolist()
     total: dict[str, np.ndarray] = {}
-    heads_seen, crops = None, {}
+    heads_seen, crops, uppers = None, {}, {}
     with LogProgress(console=console, transient=True) as progress:
         for ckpt_path in checkpoints:
             model, ckpt = load_for_inference(ckpt_path, dev)
@@ -147,6 +141,8 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
                 raise MaskclsError(f"{ckpt_path}: heads {ckpt['heads']} differ from the other runs' {heads_seen}")
             heads_seen = ckpt["heads"]
             cfg = ckpt["config"]  # a Config: the checkpoint's own, on today's defaults
+            uppers[str(ckpt_path)] = cfg
+            agree(uppers)  # averaging classes of two age thresholds would mix two meanings of "30-59"
             source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") and images is None else None
             if cache is not None:
                 source = cached_source(cache, cfg["img_size"], paths, console)
@@ -155,7 +151,8 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
             ds = FaceDataset(paths, None, cfg["img_size"], source=source)
             loader = DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(dev), pin_memory=dev.type == "cuda")
             task = progress.add_task(f"{ckpt_path.parent}", total=len(ds))
-            choices = load_tuned(run_dir_of(ckpt_path)) if tuned else {}
+            run = Run.of_checkpoint(ckpt_path)
+            choices = load_tuned(run.tuned_path if run else None) if tuned else {}
             kinds = build_heads(cfg, choices.get("age", {}).get("cutoffs"))
             probs = infer(model, loader, dev, kinds, amp=dev.type == "cuda", tta=tta,
                           progress=lambda n, t=task: progress.update(t, advance=n))  # fmt: skip

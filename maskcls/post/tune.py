@@ -24,9 +24,8 @@ from maskcls import io, labels
 from maskcls.engine.kinds import AGES, groups_from_cumulative
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, predict_classes
-from maskcls.runs import read_oof
+from maskcls.runs import Run, agree, read_oof
 
-TUNED = "tuned.json"
 BIASES = np.round(np.arange(-2.0, 2.01, 0.25), 2)  # candidate biases (log-probability units)
 ROUNDS = 2  # coordinate-ascent sweeps over every class of every head
 
@@ -58,10 +57,10 @@ def _read_oof(run: Path) -> tuple[pd.DataFrame, dict]:
 
 def tune(runs: list[Path]) -> dict:
     """Choices per run ({run: {head: {"bias": [...], "cutoffs": [c1, c2]?}}}) and the OOF scores."""
-    frames, owner, cumulative, cfgs = [], {}, {}, {}
+    frames, owner, cumulative = [], {}, {}
+    agree({str(run): Run(run).config for run in runs})  # before anything else: one age threshold
     for run in runs:
         df, cfg = _read_oof(Path(run))
-        cfgs[str(run)] = cfg
         heads = [h for h in HEADS if f"{h}_0" in df.columns and h not in owner]
         if not heads:
             raise MaskclsError(f"{run}/oof.csv: no head the other runs do not already give")
@@ -78,9 +77,6 @@ def tune(runs: list[Path]) -> dict:
         oof = oof.merge(f, on="path", how="inner")
     if oof.empty:
         raise MaskclsError("the runs' oof.csv share no image: trained on other data?")
-    uppers = {c["age_upper"] for c in cfgs.values()}
-    if len(uppers) > 1:
-        raise MaskclsError(f"the runs use different age thresholds {sorted(uppers)}")
     y = {h: oof[h].to_numpy() for h in ("mask", "gender", "age", "class") if h in oof}
     probs = {h: oof[HEADS[h].columns()].to_numpy(np.float64) for h in owner}
     before = _score(probs, y)
@@ -122,18 +118,18 @@ def write_tuned(result: dict) -> list[Path]:
     for run, heads in result["choices"].items():
         record = {"heads": heads, "oof_f1_before": result["oof_f1_before"], "oof_f1_after": result["oof_f1_after"],
                   "scored_on": result["scored_on"], "tuned_with": sorted(result["choices"])}  # fmt: skip
-        written.append(io.write_json(Path(run) / TUNED, record))
+        written.append(io.write_json(Run(run).tuned_path, record))
     return written
 
 
-def load_tuned(run_dir: Path | None) -> dict:
-    """{head: {"bias": [...], "cutoffs": [...]}} of a run, or {} when it has none."""
-    if run_dir is None or not (run_dir / TUNED).is_file():
+def load_tuned(path: Path | None) -> dict:
+    """{head: {"bias": [...], "cutoffs": [...]}} of a run's tuned.json, or {} when it has none."""
+    if path is None or not path.is_file():
         return {}
     try:
-        heads = json.loads((run_dir / TUNED).read_text())["heads"]
+        heads = json.loads(path.read_text())["heads"]
     except (json.JSONDecodeError, KeyError, TypeError):
-        raise MaskclsError(f"{run_dir / TUNED}: not a tune-thresholds file (rerun maskcls tune-thresholds)") from None
+        raise MaskclsError(f"{path}: not a tune-thresholds file (rerun maskcls tune-thresholds)") from None
     return heads
 
 
