@@ -40,6 +40,7 @@ from maskcls.progress import LogProgress
 
 LANDMARK_COLUMNS = [f"{p}_{a}" for p in ("le", "re", "nose", "ml", "mr") for a in "xy"]
 BOX_COLUMNS = ["path", "detector", "score", "x0", "y0", "x1", "y1", "angle", *LANDMARK_COLUMNS]
+NO_FACE = "none"  # the detector name recorded when no detector of the chain found a face
 
 
 @dataclass
@@ -246,9 +247,6 @@ def _read(path: str) -> np.ndarray | None:
         return cv2.cvtColor(decode(path), cv2.COLOR_BGR2RGB)
     except MaskclsError:
         return None
-
-
-NO_FACE = "none"  # the detector name recorded when no detector of the chain found a face
 
 
 def _detect_chain(chain, images, pool) -> list[tuple[str, Box | None]]:

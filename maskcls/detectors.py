@@ -200,6 +200,8 @@ class RetinaFaceDetector:
 
         name = RETINAFACE_URL.rsplit("/", 1)[-1]
         if weights:
+            if not Path(weights).is_file():
+                raise MaskclsError(f"{weights}: RetinaFace weights file not found")
             found = wts.Found("file", Path(weights), wts.sha256(Path(weights)))
         else:
             found = wts.find_file([name], check_hash=False)
