@@ -150,10 +150,11 @@ SCORE_HEADS = ("class", "mask", "gender", "age")
 
 def run_summary(run_dir: Path) -> dict:
     """One row for `maskcls runs`: settings, mean best validation scores over the trained folds, time, date."""
-    cfg = Run(run_dir).config
+    run = Run(run_dir)
+    cfg = run.config
     metrics = []
     seconds = 0.0
-    for folder in sorted(run_dir.glob("fold*")):
+    for folder in run.folds():
         if (folder / "metrics.json").is_file():
             metrics.append(json.loads((folder / "metrics.json").read_text())["metrics"])
         if (folder / "history.csv").is_file():
