@@ -40,8 +40,12 @@ def crop_command(
     ] = 0.1,
     retinaface_weights: Annotated[
         Path | None,
-        typer.Option(help="RetinaFace weights file; else the release's file in torch hub's folder or a weight package, "
-                     "else the release URL (online).", dir_okay=False, exists=True),
+        typer.Option(
+            help="RetinaFace weights file; else the release's file in torch hub's folder or a weight package, "
+            "else the release URL (online).",
+            dir_okay=False,
+            exists=True,
+        ),
     ] = None,
     retinaface_threshold: Annotated[
         float, typer.Option(help="RetinaFace confidence threshold.", min=0.0, max=1.0)
