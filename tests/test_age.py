@@ -228,4 +228,4 @@ def test_runs_of_two_age_thresholds_are_refused_together(demo_data, tmp_path, ca
     cfg = json.loads((runs[0] / "config.json").read_text())
     del cfg["ema"]
     (runs[0] / "config.json").write_text(json.dumps(cfg))
-    assert Run(runs[0]).config.ema == 0
+    assert Run(runs[0]).config.ema == config.defaults()["ema"]
