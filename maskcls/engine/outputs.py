@@ -4,7 +4,7 @@ A fold folder holds best.pt + metrics.json (BestWeights), oof.csv (OutOfFold), c
 (ConfusionPlots), last.pt (LastCheckpoint), history.csv + curves.png (History); the run folder the
 concatenated oof.csv, curves.png over the folds and summary.json. Rank 0 alone runs them.
 
-Their order is part of the contract (OUTPUTS): everything of a best epoch is on disk before last.pt
+Their order is part of the contract (`outputs()`): everything of a best epoch is on disk before last.pt
 says the epoch is done, so a run killed in between redoes that epoch on --resume and never pairs a
 new last.pt with an old best.pt, oof.csv or metrics.json.
 """
