@@ -175,8 +175,9 @@ def check_settings(out: Path, record: dict, force: bool) -> None:
             old = json.loads(path.read_text())
         except (json.JSONDecodeError, OSError):
             raise MaskclsError(f"{path}: unreadable crop settings; rerun with --force to redo every crop") from None
-        diff = [f"{k} {old.get(k)!r} -> {record.get(k)!r}" for k in sorted(set(old) | set(record))
-                if old.get(k) != record.get(k)]  # fmt: skip
+        old, new = {"align": False, **old}, {"align": False, **record}  # align is recorded only when on
+        diff = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)]  # fmt: skip
         if diff:
             raise MaskclsError(
                 f"{out}: holds crops made with other settings ({'; '.join(diff)}): "

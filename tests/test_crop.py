@@ -1,5 +1,6 @@
 """maskcls crop on real faces (dev set subset) and on the demo set: detection, resume, failures."""
 
+import json
 import shutil
 
 import numpy as np
@@ -184,3 +185,14 @@ def test_retinaface_weights_are_found_in_the_hub_folder_by_release_name(tmp_path
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
     with pytest.raises(MaskclsError, match="do not fit RetinaFace"):
         detectors.RetinaFaceDetector(weights=str(tmp_path / "other.pth"))
+
+
+def test_align_is_recorded_and_a_rerun_without_it_is_refused(demo_data, tmp_path, capsys):
+    data = subset(demo_data, tmp_path, n_eval=7, n_persons=1)
+    out = tmp_path / "crops"
+    code, _, err = run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "64", "48", "--detectors", "center",
+                           "--align")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((out / "crop.json").read_text())["align"] is True
+    code, _, err = run_cli(capsys, "crop", "--data", data, "--out", out, "--size", "64", "48", "--detectors", "center")
+    assert code == 2 and "align True -> False" in err and len(err.strip().splitlines()) == 1
