@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
 DEMO   ?= demo
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint settings bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# args.json and the README's settings table, written from maskcls/settings.py (a test fails when they are stale).
+settings: $(VENV)/.installed
+	$(PY) -m maskcls.settings --write README.md
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

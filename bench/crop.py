@@ -30,7 +30,7 @@ from rich.table import Table
 from maskcls.config import ROOT
 from maskcls.crop import _detect_chain
 from maskcls.data import scan_eval
-from maskcls.detectors import create_detectors
+from maskcls.detectors import build_detectors
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -48,7 +48,7 @@ def utk_set(root: Path, n: int) -> tuple[list[str], list[tuple[float, float] | N
 
 def measure(chain: list[str], paths: list[str], centres: list, options: dict, batch: int = 16) -> dict:
     images = [cv2.cvtColor(cv2.imread(p), cv2.COLOR_BGR2RGB) for p in paths]
-    detectors = create_detectors(chain, **options)
+    detectors = build_detectors(chain, **options)
     answered: dict[str, int] = {}
     held = 0
     t0 = time.perf_counter()

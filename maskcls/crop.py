@@ -34,7 +34,7 @@ from rich.table import Table
 from maskcls import io
 from maskcls.data import scan_eval, scan_train
 from maskcls.data.dataset import decode
-from maskcls.detectors import Box, create_detectors, most_plausible
+from maskcls.detectors import Box, build_detectors, most_plausible
 from maskcls.errors import MaskclsError
 from maskcls.progress import LogProgress
 
@@ -201,7 +201,7 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
     done = load_done(boxes_csv, out)
     todo = [j for j in jobs if j.rel not in done]
     console.print(f"{len(jobs)} images, {len(jobs) - len(todo)} already cropped, {len(todo)} to do")
-    chain = create_detectors(detectors, **detector_options) if todo else []
+    chain = build_detectors(detectors, **detector_options) if todo else []
     for det in chain:
         if getattr(det, "source", None):
             console.print(f"{det.name}: {det.source}")
@@ -296,7 +296,7 @@ def crop_in_memory(paths: list[str], record: dict, workers: int = 2, console: Co
                             align=bool(record.get("align", False)))  # fmt: skip
     options = {"threshold": record.get("retinaface_threshold"), "weights": record.get("retinaface_weights"),
                **detector_options}  # fmt: skip
-    chain = create_detectors(record["detectors"], **{k: v for k, v in options.items() if v is not None})
+    chain = build_detectors(record["detectors"], **{k: v for k, v in options.items() if v is not None})
     with ThreadPoolExecutor(max(1, workers)) as pool:
         images = list(pool.map(_read, paths))
         for path, img in zip(paths, images, strict=True):

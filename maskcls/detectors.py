@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from maskcls.errors import MaskclsError
+from maskcls.registry import Registry
 
 RETINAFACE_URL = (
     "https://github.com/ternaus/retinaface/releases/download/0.01/retinaface_resnet50_2020-07-20-f168fae3c.zip"
@@ -55,26 +56,21 @@ class Box:
         return self.y1 - self.y0
 
 
-DETECTORS: dict[str, type] = {}
+DETECTORS = Registry("detector")
 
 
-def register(name: str):
-    def wrap(cls):
-        cls.name = name
-        DETECTORS[name] = cls
-        return cls
-
-    return wrap
-
-
-def create_detectors(names: list[str], **options) -> list:
+def build_detectors(names: list[str], **options) -> list:
+    """The chain of detectors, in order; each knows its registry name (`.name`, in boxes.csv)."""
     unknown = [n for n in names if n not in DETECTORS]
     if unknown:
         raise MaskclsError(f"unknown detector {unknown[0]!r} (known: {', '.join(DETECTORS)})")
-    return [DETECTORS[n](**options) for n in names]
+    chain = [DETECTORS[n](**options) for n in names]
+    for n, det in zip(names, chain, strict=True):
+        det.name = n
+    return chain
 
 
-@register("center")
+@DETECTORS.register("center")
 class CenterDetector:
     """Portrait prior: the face sits in the upper middle of the frame."""
 
@@ -93,7 +89,7 @@ class CenterDetector:
         return out
 
 
-@register("haar")
+@DETECTORS.register("haar")
 class HaarDetector:
     """Frontal-face cascades, then an eye pair (faces with a mask) turned into a face box."""
 
@@ -155,7 +151,7 @@ class HaarDetector:
         return Box(cx - 1.1 * d, cy - 1.3 * d, cx + 1.1 * d, cy + 1.3 * d, 0.5)
 
 
-@register("retinaface")
+@DETECTORS.register("retinaface")
 class RetinaFaceDetector:
     """RetinaFace (ResNet-50) from retinaface-pytorch, batched on a fixed input size."""
 
@@ -245,7 +241,7 @@ class RetinaFaceDetector:
         return out
 
 
-@register("mtcnn")
+@DETECTORS.register("mtcnn")
 class MTCNNDetector:
     """FaceNet's MTCNN (P-, R- and O-Net cascade): boxes, scores and five landmarks per face."""
 

@@ -6,7 +6,7 @@ columns, `age_0..age_2`) and class names (the age names follow `age_upper`: "30-
 classify for every head; the age head can also be ordinal or regression, `age_head`). A task is
 a list of heads.
 
-Adding a head kind: a class and its KINDS entry in engine/kinds.py (the `age_head` choices are
+Adding a head kind: a class registered in KINDS (engine/kinds.py) (the `age_head` choices are
 that registry's keys; regression was exactly that). Adding a head: one entry in HEADS.
 """
 

@@ -107,7 +107,7 @@ def tv_backbone(name: str, img_size) -> tuple[nn.Module, tuple[str, ...], tuple,
 FAMILIES = {weights.TV_PREFIX: tv_backbone}
 
 
-def create_backbone(name: str, img_size):
+def build_backbone(name: str, img_size):
     build = next((b for prefix, b in FAMILIES.items() if name.startswith(prefix)), timm_backbone)
     return build(name, img_size)
 
@@ -162,7 +162,7 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
             check_hub_reachable(cfg.backbone)
     obj = weights.read_file(found.path) if found is not None and found.path is not None else None
     ckpt = obj if isinstance(obj, dict) and "model" in obj and "config" in obj else None  # one of ours
-    backbone, classifier, mean, std = create_backbone(cfg.backbone, cfg.img_size)
+    backbone, classifier, mean, std = build_backbone(cfg.backbone, cfg.img_size)
     if found is not None and found.path is None:  # timm's hub: timm fetches and maps its own weights
         backbone = _timm_hub_weights(cfg.backbone, cfg.img_size)
     elif found is not None and ckpt is None:  # a timm / torchvision state dict
@@ -287,7 +287,8 @@ def load_for_inference(path: Path, device: torch.device) -> tuple[Classifier, di
     if not (isinstance(heads, dict) and heads and all(isinstance(n, int) and n > 0 for n in heads.values())
             and set(heads) <= set(HEADS) and isinstance(ckpt["config"], dict)):  # fmt: skip
         raise MaskclsError(f"{path}: not a maskcls checkpoint (its heads or config are not what maskcls writes)")
-    cfg = Config({**defaults(), **ckpt["config"], "pretrained": False, "weights": None})  # keys added since: defaults
+    # keys added since the checkpoint was written read their defaults; what it names is checked where it is built
+    cfg = Config({**defaults(registries=False), **ckpt["config"], "pretrained": False, "weights": None})
     ckpt["config"] = cfg
     model = build_model(cfg, heads)
     try:

@@ -51,8 +51,10 @@ class Run:
         if self._config is None:
             from maskcls.config import defaults, load_json, merge
 
-            saved, base = load_json(self.dir / "config.json"), defaults()
-            self._config = merge(base, {k: v for k, v in saved.items() if k in base}, str(self.dir / "config.json"))
+            saved, base = load_json(self.dir / "config.json"), defaults(registries=False)
+            # registries=False: what the run names (loss, augment, ...) is checked where it is built
+            self._config = merge(base, {k: v for k, v in saved.items() if k in base}, str(self.dir / "config.json"),
+                                 registries=False)  # fmt: skip
         return self._config
 
     @property

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from hypothesis import settings
 
+import maskcls.data  # noqa: F401  (fills the registries config checks names against; see maskcls/registry.py)
+import maskcls.engine  # noqa: F401
 from maskcls.cli import main
 from maskcls.config import ROOT
 from maskcls.demo import make_demo

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from maskcls.crop import ALIGN_FRAME, LANDMARK_COLUMNS, CropSettings, align, crop_box, cut, run_crop
-from maskcls.detectors import Box, create_detectors
+from maskcls.detectors import Box, build_detectors
 from tests.conftest import run_cli, subset
 
 
@@ -146,7 +146,7 @@ def test_crop_picks_the_main_face_and_lists_photos_without_one(dev_data, tmp_pat
         str(data / "eval" / "images" / "wall.jpg"), np.full_like(photo, 90)
     )  # no face (128 grey reads as a cut JPEG)
     pd.DataFrame({"ImageID": ["crowd.jpg", "wall.jpg"], "ans": 0}).to_csv(data / "eval" / "info.csv", index=False)
-    [mtcnn] = create_detectors(["mtcnn"])
+    [mtcnn] = build_detectors(["mtcnn"])
     [[alone]] = mtcnn.detect([cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)])  # the face in the photo by itself
     code, out, err = run_cli(capsys, "crop", "--data", data, "--out", tmp_path / "crops", "--detectors", "mtcnn")
     assert code == 0, err

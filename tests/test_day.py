@@ -86,7 +86,7 @@ def test_help_shows_resolved_defaults_and_only_the_flags_that_apply(capsys, monk
         code, out, _ = run_cli(capsys, cmd, "--help")
         assert code == 0
         helps[cmd] = out
-    assert "Peak learning rate. [default: 0.001]" in helps["train-mask"]
+    assert "Peak learning rate (after warm-up). [default: 0.001]" in helps["train-mask"]
     assert '[default: "neighbor"]' in helps["train-age"]  # the age preset's loss, not args.json's
     assert "--head" not in helps["train-mask"] and "--external" not in helps["train-mask"]
     assert "--head" in helps["train-age"] and "--age-gate" in helps["train-joint"]

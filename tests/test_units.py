@@ -2,6 +2,7 @@
 
 import ast
 import math
+import re
 from pathlib import Path
 
 import cv2
@@ -181,25 +182,58 @@ def test_heads_derive_names_columns_and_tasks():
     assert all(COLUMN_RE.match(c) for h in heads.HEADS.values() for c in h.columns())
 
 
-# -- the engine imports nothing above it ---------------------------------------------------------
-BELOW_ENGINE = {"maskcls.config", "maskcls.errors", "maskcls.heads", "maskcls.io", "maskcls.labels", "maskcls.models",
-                "maskcls.runs", "maskcls.runtime", "maskcls.data", "maskcls.engine", "maskcls.plots",
-                "maskcls.progress", "maskcls.weights"}  # fmt: skip
+# -- layers: nothing imports upward, by import or by string ----------------------------------------
+# Lowest first; a module may import its own layer and those below. `maskcls.engine` and
+# `maskcls.data` stand for every module inside them.
+LAYERS = [
+    {"errors", "labels", "progress", "registry"},
+    {"heads", "io", "plots", "runtime", "settings", "weights"},
+    {"config", "data", "detectors"},
+    {"models", "runs"},
+    {"engine"},
+    {"crop", "demo", "eda", "post"},
+    {"cli", "commands", "__main__"},
+]
+RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}
+MODULE_RE = re.compile(r"maskcls(\.\w+)+")
 
 
-def test_the_engine_imports_nothing_above_it():
-    for path in sorted((ROOT / "maskcls" / "engine").glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("maskcls"):
-                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names if node.module == "maskcls"]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names if a.name.startswith("maskcls")]
-            for name in names:
-                if name == "maskcls":
-                    continue
-                top = ".".join(name.split(".")[:2])
-                assert top in BELOW_ENGINE, f"{path.name} imports {name}"
+def reaches(source: str) -> set[str]:
+    """Every maskcls module the source names: imports, and strings that spell a module path
+    (importlib.import_module("maskcls.engine.optim"), or a table of such names read later)."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("maskcls"):
+            names |= {node.module} | {f"maskcls.{a.name}" for a in node.names if node.module == "maskcls"}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("maskcls.")}
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and MODULE_RE.fullmatch(node.value):
+            names.add(node.value)
+    return {n.split(".")[1] for n in names if n != "maskcls"}
+
+
+def upward(module: str, source: str) -> list[str]:
+    return sorted(t for t in reaches(source) if RANK[t] > RANK[module])
+
+
+def test_nothing_imports_a_layer_above_it():
+    files = sorted((ROOT / "maskcls").rglob("*.py"))
+    tops = {f.relative_to(ROOT / "maskcls").parts[0].removesuffix(".py") for f in files} - {"__init__"}
+    assert tops == set(RANK), f"every module has a layer: {sorted(tops ^ set(RANK))}"
+    for path in files:
+        module = path.relative_to(ROOT / "maskcls").parts[0].removesuffix(".py")
+        if module == "__init__":
+            continue
+        up = upward(module, path.read_text())
+        assert not up, f"{path.relative_to(ROOT)} reaches up to {up}"
+
+
+def test_the_layering_check_sees_a_reach_by_string():
+    """What config.py once did: name engine modules in strings and import them by importlib."""
+    by_call = 'import importlib\nLOSSES = importlib.import_module("maskcls.engine.losses").LOSSES\n'
+    by_table = 'REGISTRIES = {"loss": ("maskcls.engine.losses", "LOSSES")}\n'
+    assert upward("config", by_call) == ["engine"] and upward("config", by_table) == ["engine"]
+    assert upward("config", '"""Reads maskcls.engine.losses, in a sentence."""\nimport maskcls.errors\n') == []
 
 
 # -- decoding at the file's own size -------------------------------------------------------------

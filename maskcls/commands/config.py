@@ -16,7 +16,7 @@ def show_command(
     config: Annotated[Path | None, typer.Option(help="A config file (or a preset name), as train's --config.")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="KEY=VALUE, as train's --set.")] = None,
 ) -> None:
-    """Print every setting `maskcls train-TASK` would use, with its source.
+    """Print every setting `maskcls train-TASK` would use, with its source and how to set it.
 
     Sources, lowest first: the packaged args.json, your own args.json (in $MASKCLS_CONFIG_DIR or
     the working folder), the packaged and your own configs/TASK.json, --config, --set.
@@ -27,20 +27,24 @@ def show_command(
     from rich.console import Console
     from rich.table import Table
 
+    import maskcls.data  # noqa: F401  (they fill the registries the settings are checked against)
+    import maskcls.engine  # noqa: F401
     from maskcls import config as config_mod
     from maskcls.commands.options import parse_set
+    from maskcls.settings import BY_KEY
 
     if task not in config_mod.choices("task"):
         raise typer.BadParameter(f"must be one of {', '.join(config_mod.choices('task'))}", param_hint="--task")
     sources: dict[str, str] = {}
     cfg = config_mod.resolve(task, config, None, parse_set(set_ or []), sources=sources)
     t = Table(title=f"maskcls train-{task}: resolved settings")
-    for c in ("key", "value", "from"):
+    for c in ("key", "value", "from", "set with"):
         t.add_column(c)
-    for key, value in cfg.items():
-        src = sources[key]
+    for key, value in cfg.items():  # in maskcls/settings.py's order
+        src, s = sources[key], BY_KEY[key]
         t.add_row(key, json.dumps(value), src if not src.startswith(str(config_mod.PACKAGED)) else
-                  f"(packaged) {Path(src).relative_to(config_mod.PACKAGED)}")  # fmt: skip
+                  f"(packaged) {Path(src).relative_to(config_mod.PACKAGED)}",
+                  "train-TASK" if key == "task" else s.flag if s.panel is not None else f"--set {key}=...")  # fmt: skip
     Console().print(t)
 
 

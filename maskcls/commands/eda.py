@@ -7,6 +7,7 @@ import typer
 from rich.console import Console
 
 from maskcls.commands.options import AgeUpper, DataDir
+from maskcls.labels import DEFAULT_AGE_UPPER
 
 
 def eda_command(
@@ -15,7 +16,7 @@ def eda_command(
         Path | None,
         typer.Option(help="Also write age_hist.png, class_bars.png, samples.png here.", file_okay=False),
     ] = None,
-    age_upper: AgeUpper = 60,
+    age_upper: AgeUpper = DEFAULT_AGE_UPPER,
 ) -> None:
     """Summarise a data set: persons, images, label mix, ages, image sizes, junk skipped.
 

@@ -7,19 +7,14 @@ from typing import Annotated
 
 import typer
 
+from maskcls.settings import BY_KEY
+
 DataDir = Annotated[
     Path,
     typer.Option("--data", help="Folder that holds train/ and eval/ in the contest layout.", file_okay=False),
 ]
-AgeUpper = Annotated[
-    int,
-    typer.Option(
-        "--age-upper",
-        help="First age of the oldest group: <30 / 30..UPPER-1 / >=UPPER (teams use 58-60).",
-        min=31,
-        max=120,
-    ),
-]
+_AGE = BY_KEY["age_upper"]
+AgeUpper = Annotated[int, typer.Option("--age-upper", help=_AGE.help, min=_AGE.range[0], max=_AGE.range[1])]
 
 
 def run_dirs(help: str):
@@ -32,20 +27,12 @@ Seed = Annotated[int, typer.Option("--seed", help="Fixes splits, sampling, augme
 
 def parse_img_size(text: str | None, flag: str = "--img-size") -> list[int] | None:
     """'224' -> [224, 224]; '256 192', '256x192', '256,192' -> [256, 192] (H, W), each side in range."""
-    if text is None:
-        return None
-    from maskcls.config import IMG_SIDE
+    from maskcls.settings import parse_img_size as parse
 
-    parts = text.replace("x", " ").replace(",", " ").split()
     try:
-        size = [int(p) for p in parts]
-    except ValueError:
-        raise typer.BadParameter(f"expected one number or H W, got {text!r}", param_hint=flag) from None
-    if len(size) not in (1, 2):
-        raise typer.BadParameter(f"expected one number or H W, got {text!r}", param_hint=flag)
-    if not all(IMG_SIDE[0] <= v <= IMG_SIDE[1] for v in size):
-        raise typer.BadParameter(f"each side must be in {IMG_SIDE[0]}..{IMG_SIDE[1]}, got {text!r}", param_hint=flag)
-    return size * 2 if len(size) == 1 else size
+        return None if text is None else parse(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint=flag) from None
 
 
 def parse_set(items: list[str]) -> dict:

@@ -18,8 +18,12 @@ from sklearn.model_selection import StratifiedGroupKFold
 from maskcls import io
 from maskcls.errors import MaskclsError
 from maskcls.io import read_csv
+from maskcls.registry import Registry
+
+SPLITS = Registry("split_method")  # name -> f(table, folds, seed, stratify) -> {person: fold}
 
 
+@SPLITS.register("sgkf")
 def sgkf(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str, int]:
     """scikit-learn's StratifiedGroupKFold on the images: groups = persons, y = the stratify column."""
     persons = table["person"].to_numpy()
@@ -30,6 +34,7 @@ def sgkf(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str,
     return {p: k for k, (_, val_idx) in enumerate(splits) for p in np.unique(persons[val_idx])}
 
 
+@SPLITS.register("apart")
 def apart(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str, int]:
     """pandas-streaming's train_test_apart_stratify, peeled off K-1 times (1/K, 1/(K-1), ... of the rest).
 
@@ -59,10 +64,6 @@ def apart(table: pd.DataFrame, folds: int, seed: int, stratify: str) -> dict[str
     for g in rest["g"].unique():
         fold_of[name[g]] = folds - 1
     return fold_of
-
-
-# cfg.split_method -> f(table, folds, seed, stratify) -> {person: fold}
-SPLITS = {"sgkf": sgkf, "apart": apart}
 
 
 def assign_folds(table: pd.DataFrame, folds: int = 5, seed: int = 42, stratify: str = "class",

@@ -10,23 +10,17 @@ import albumentations as A
 import cv2
 import numpy as np
 
-PRESETS = {}
+from maskcls.registry import Registry
+
+PRESETS = Registry("augment")  # name -> f(h, w) -> the list of albumentations ops
 
 
-def register_preset(name: str):
-    def wrap(fn):
-        PRESETS[name] = fn
-        return fn
-
-    return wrap
-
-
-@register_preset("none")
+@PRESETS.register("none")
 def _none(h: int, w: int) -> list:
     return []
 
 
-@register_preset("light")
+@PRESETS.register("light")
 def _light(h: int, w: int) -> list:
     # Faces are roughly upright and centred: flips and small geometric jitter only.
     return [
@@ -36,7 +30,7 @@ def _light(h: int, w: int) -> list:
     ]
 
 
-@register_preset("medium")
+@PRESETS.register("medium")
 def _medium(h: int, w: int) -> list:
     return [
         *_light(h, w),
@@ -46,7 +40,7 @@ def _medium(h: int, w: int) -> list:
     ]
 
 
-@register_preset("heavy")
+@PRESETS.register("heavy")
 def _heavy(h: int, w: int) -> list:
     return [
         A.RandomResizedCrop((h, w), scale=(0.7, 1.0), ratio=(0.65, 0.85), p=0.5),
@@ -136,7 +130,7 @@ def _hsv(hue: int, sat: float, value: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
 
 
-@register_preset("masks")
+@PRESETS.register("masks")
 def _masks(h: int, w: int) -> list:
     """light + MaskStyle: for mask styles the training set does not show (measure it per style)."""
     return [*_light(h, w), MaskStyle(p=0.5)]

@@ -1,6 +1,6 @@
 """Head kinds: how a head learns from its labels and how its logits become class probabilities.
 
-The engine only talks to this interface, so a new kind is a class here plus its name in KINDS
+The engine only talks to this interface, so a new kind is a class here registered in KINDS
 (the config's `age_head` choices are its keys):
   column         the index column it learns from (age group, or age in years)
   width          logits the model's head outputs
@@ -21,10 +21,14 @@ import torch.nn.functional as F
 from maskcls import labels
 from maskcls.engine.losses import LOSSES
 from maskcls.heads import HEADS, Head, task_heads
+from maskcls.registry import Registry
+
+KINDS = Registry("age_head")  # how a head learns; the age head's is the setting age_head, the others classify
 
 AGES = torch.arange(11, 91)  # ordinal thresholds "age >= a"; contest ages are 18..60, UTKFace's 1..116
 
 
+@KINDS.register("classify")
 class Classify:
     """One logit per class, softmax probabilities, trained by the configured loss (cfg.loss)."""
 
@@ -64,6 +68,7 @@ class Years:
         return expected_age(self.cumulative(logits))
 
 
+@KINDS.register("ordinal")
 class Ordinal(Years):
     """CORN (Shi et al. 2023): logit k is P(age >= a_k | age >= a_{k-1}); P(age >= a_k) is their product.
 
@@ -94,6 +99,7 @@ class Ordinal(Years):
         return torch.cumprod(torch.sigmoid(logits.float()), dim=1)
 
 
+@KINDS.register("regression")
 class Regression(Years):
     """Age in years (one output, scaled (age - 40) / 20), trained with the Huber loss: robust to the
     noisy labels teams report. Its spread for group probabilities is a Laplace of SCALE years."""
@@ -132,9 +138,6 @@ def groups_from_cumulative(cum: torch.Tensor, cutoffs) -> torch.Tensor:
 def expected_age(cum: torch.Tensor) -> torch.Tensor:
     """E[age] = sum over a >= 1 of P(age >= a), with P = 1 below the first threshold."""
     return (int(AGES[0]) - 1) + cum.sum(1)
-
-
-KINDS = {"classify": Classify, "ordinal": Ordinal, "regression": Regression}
 
 
 def check_cutoffs(cutoffs) -> None:

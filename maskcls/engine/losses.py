@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from maskcls.registry import Registry
+
 
 def uniform_smoothing(labels: torch.Tensor, eps: float, num_classes: int) -> torch.Tensor:
     """Standard label smoothing: eps spread over all classes."""
@@ -89,12 +91,31 @@ class F1PlusCE(CrossEntropy):
         return super().__call__(logits, target) + soft_f1(logits[known], target[known])
 
 
-# cfg.loss -> builder(cfg, ordered). "neighbor" smooths into adjacent classes on ordered heads
-# (age) and uniformly on the others.
-LOSSES = {
-    "ce": lambda cfg, ordered: CrossEntropy(),
-    "smooth": lambda cfg, ordered: CrossEntropy("uniform", cfg.label_smoothing),
-    "neighbor": lambda cfg, ordered: CrossEntropy("neighbor" if ordered else "uniform", cfg.label_smoothing),
-    "focal": lambda cfg, ordered: Focal(cfg.focal_gamma),
-    "f1": lambda cfg, ordered: F1PlusCE(),
-}
+# cfg.loss -> builder(cfg, ordered): the loss of one head (`ordered`: its classes have an order).
+LOSSES = Registry("loss")
+
+
+@LOSSES.register("ce")
+def ce(cfg, ordered: bool) -> CrossEntropy:
+    return CrossEntropy()
+
+
+@LOSSES.register("smooth")
+def smooth(cfg, ordered: bool) -> CrossEntropy:
+    return CrossEntropy("uniform", cfg.label_smoothing)
+
+
+@LOSSES.register("neighbor")
+def neighbor(cfg, ordered: bool) -> CrossEntropy:
+    """Smoothing into the adjacent classes of an ordered head (age), uniform on the others."""
+    return CrossEntropy("neighbor" if ordered else "uniform", cfg.label_smoothing)
+
+
+@LOSSES.register("focal")
+def focal(cfg, ordered: bool) -> Focal:
+    return Focal(cfg.focal_gamma)
+
+
+@LOSSES.register("f1")
+def f1(cfg, ordered: bool) -> F1PlusCE:
+    return F1PlusCE()

@@ -14,12 +14,19 @@ import math
 
 import torch
 
+from maskcls.registry import Registry
 
+PARTNERS = Registry("cutmix_partner")  # who each image is mixed with
+CUTMIX_MODES = Registry("cutmix_mode")  # which region of the partner is pasted
+
+
+@PARTNERS.register("any")
 def any_partner(groups: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """A random other image of the batch (a permutation)."""
     return torch.randperm(len(groups), generator=gen)
 
 
+@PARTNERS.register("rare")
 def rare_partner(groups: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     """For every image, a partner drawn (with replacement) from the rarest group present in the batch.
 
@@ -33,9 +40,6 @@ def rare_partner(groups: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 # cfg.cutmix_partner -> f(groups, gen) -> partner index of each image
-PARTNERS = {"any": any_partner, "rare": rare_partner}
-
-
 class Mixer:
     """Pairs each image with a partner; `mix` says how, and with what weight the image's own target stays."""
 
@@ -59,6 +63,7 @@ class MixUp(Mixer):
         return lam * x + (1 - lam) * x[perm], lam
 
 
+@CUTMIX_MODES.register("box")
 class CutMix(Mixer):
     """A box of the partner pasted in; targets weighted by the area actually pasted."""
 
@@ -71,6 +76,7 @@ class CutMix(Mixer):
         return x, 1 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
+@CUTMIX_MODES.register("halves")
 class Halves(CutMix):
     """The top entries' CutMix: the left or right half of the partner's face replaces the same half
     (lambda ~ 0.5, exactly the pasted area). A face is nearly symmetric, so the mixed image still
@@ -92,6 +98,7 @@ class Halves(CutMix):
         return x, 1 - pasted / (h * w)
 
 
+@CUTMIX_MODES.register("halves-tb")
 class AllHalves(Halves):
     """Halves, also top/bottom (the lower half carries the mask, the upper the eyes and hair)."""
 
@@ -99,9 +106,6 @@ class AllHalves(Halves):
 
 
 # cfg.cutmix_mode -> the CutMix class
-CUTMIX_MODES = {"box": CutMix, "halves": Halves, "halves-tb": AllHalves}
-
-
 def mix_targets(targets: dict, perm: torch.Tensor, lam: float) -> dict:
     return {k: lam * t + (1 - lam) * t[perm] for k, t in targets.items()}
 

@@ -12,12 +12,25 @@ from functools import partial
 
 import torch
 
-OPTIMIZERS = {
-    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.lr),
-    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.lr),
+from maskcls.registry import Registry
+
+OPTIMIZERS = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adam")
+def adam(groups: list[dict], cfg) -> torch.optim.Optimizer:
+    return torch.optim.Adam(groups, lr=cfg.lr)
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(groups: list[dict], cfg) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(groups: list[dict], cfg) -> torch.optim.Optimizer:
     # Nesterov needs momentum: `--set momentum=0` is plain SGD
-    "sgd": lambda groups, cfg: torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0),
-}
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.momentum > 0)
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, decay_norm_bias: bool) -> list[dict]:
@@ -56,12 +69,11 @@ def constant(progress: float, epoch: float) -> float:
     return 1.0
 
 
-SCHEDULERS = {
-    "cosine": lambda cfg: cosine,
-    "step": lambda cfg: partial(step_decay, gamma=cfg.gamma, step_size=cfg.step_size),
-    "exponential": lambda cfg: partial(exponential, gamma=cfg.exp_gamma),
-    "none": lambda cfg: constant,
-}
+SCHEDULERS = Registry("scheduler")  # name -> f(cfg) -> the schedule with the config's own constants
+SCHEDULERS.register("cosine")(lambda cfg: cosine)
+SCHEDULERS.register("step")(lambda cfg: partial(step_decay, gamma=cfg.gamma, step_size=cfg.step_size))
+SCHEDULERS.register("exponential")(lambda cfg: partial(exponential, gamma=cfg.exp_gamma))
+SCHEDULERS.register("none")(lambda cfg: constant)
 
 
 def lr_factor(cfg, steps_per_epoch: int):

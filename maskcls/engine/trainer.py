@@ -42,13 +42,10 @@ from maskcls.models import build_model, check_backbone, pin_weights
 from maskcls.progress import LogProgress
 from maskcls.runs import FINAL, Run, fold_dir, new_run_dir
 from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
+from maskcls.settings import RESUME_KEYS
 
 console = Console()
 
-# What `--resume RUN` may change: everything else is the run's own config (a resumed run is the
-# same experiment). --epochs extends (or, before it ends, shortens) it; the LR schedule is then
-# recomputed for the new length from the step reached.
-RESUME_KEYS = ("epochs", "workers", "device", "cache_dir", "wandb")
 FINAL_SEED = 99  # the final fit seeds its initialisation, sampling and augmentation as fold 99 would
 
 
