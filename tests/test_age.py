@@ -14,7 +14,7 @@ from maskcls.data.external import SOURCE_FACE, reframe, scan_external, target_fr
 from maskcls.engine.kinds import AGES, Ordinal, Regression, build_heads
 from maskcls.heads import HEADS
 from maskcls.post.tune import tune, write_tuned
-from tests.conftest import SMOKE, TINY, run_cli
+from tests.conftest import SMOKE, TINY, random_probs, run_cli
 from tests.test_train import train
 
 FIRST = int(AGES[0])
@@ -224,6 +224,23 @@ def test_runs_of_two_age_thresholds_are_refused_together(demo_data, tmp_path, ca
         code, _, err = run_cli(capsys, *args)
         assert code == 2 and "different age thresholds" in err and "58" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p.csv").exists() and not (runs[0] / "tuned.json").exists()
+    # predictions record the threshold; ensemble, submit and pseudo-label read it instead of being told
+    for run, upper in zip(runs, (60, 58), strict=True):
+        code, _, err = run_cli(capsys, "predict", run, "--data", demo_data, "--out", tmp_path / f"p{upper}.csv")
+        assert code == 0, err
+        assert set(pd.read_csv(tmp_path / f"p{upper}.csv")["age_upper"]) == {upper}
+    code, _, err = run_cli(capsys, "ensemble", tmp_path / "p60.csv", tmp_path / "p58.csv", "--out", tmp_path / "e.csv")
+    assert code == 2 and "different age thresholds" in err and not (tmp_path / "e.csv").exists()
+    ids = pd.read_csv(tmp_path / "p58.csv")["ImageID"]
+    random_probs(ids, 0, (("mask", 3), ("gender", 2))).to_csv(tmp_path / "mg.csv", index=False)  # age_upper-free
+    files = ["--mask", tmp_path / "mg.csv", "--gender", tmp_path / "mg.csv", "--age", tmp_path / "p58.csv"]
+    code, out, err = run_cli(capsys, "submit", *files, "--data", demo_data, "--out", tmp_path / "subs")
+    assert code == 0 and "30-57" in out and ">=58" in out, err  # the printed class names follow the file
+    code, _, err = run_cli(capsys, "pseudo-label", *files, "--data", demo_data, "--threshold", "0.01",
+                           "--out", tmp_path / "pseudo.csv")  # fmt: skip
+    assert code == 0 and set(pd.read_csv(tmp_path / "pseudo.csv")["age_upper"]) == {58}, err
+    code, _, err = run_cli(capsys, "submit", *files, "--data", demo_data, "--out", tmp_path / "s", "--age-upper", "60")
+    assert code == 2 and "made with age_upper 58" in err
     # a config.json from before a key existed reads that key's default
     cfg = json.loads((runs[0] / "config.json").read_text())
     del cfg["ema"]

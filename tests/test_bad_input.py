@@ -57,6 +57,10 @@ def bad(demo_data, tmp_path_factory):
     text.loc[2, "gender_1"] = "x"
     files["preds_text"] = root / "preds_text.csv"
     text.to_csv(files["preds_text"], index=False)
+    upper = preds.assign(age_upper=60).astype({"age_upper": object})
+    upper.loc[3, "age_upper"] = "sixty"
+    files["preds_upper"] = root / "preds_upper.csv"
+    upper.to_csv(files["preds_upper"], index=False)
     return files
 
 
@@ -118,6 +122,7 @@ CASES = [
     (["train-age", *SMOKE, "--resume", "{corrupt_run}"], "config.json: invalid JSON"),
     (["ensemble", "{preds}", "{preds_text}", "--out", "OUT/e.csv"], "column gender_1: 'x' is not a number"),
     (["submit", "--joint", "{preds_text}", "--out", "OUT"], "column gender_1: 'x' is not a number"),
+    (["ensemble", "{preds}", "{preds_upper}", "--out", "OUT/e.csv"], "age_upper must be one whole number in 31..120"),
     (["crop", "--out", "OUT", "--size", "100000"], "--size: must be one number or H W, each in 16..1024"),
     (["crop", "--out", "OUT", "--margin", "-1"], "--margin"),
     (["crop", "--out", "OUT", "--detectors", "yolo"], "unknown detector 'yolo'"),

@@ -15,6 +15,11 @@ DataDir = Annotated[
 ]
 _AGE = BY_KEY["age_upper"]
 AgeUpper = Annotated[int, typer.Option("--age-upper", help=_AGE.help, min=_AGE.range[0], max=_AGE.range[1])]
+FilesAgeUpper = Annotated[  # submit, pseudo-label: the prediction files say it
+    int | None,
+    typer.Option("--age-upper", help="The age threshold, for prediction files that do not record it (predict's do; "
+                 "a different value is refused). Default: the files', else 60.", min=_AGE.range[0], max=_AGE.range[1]),
+]  # fmt: skip
 
 
 def run_dirs(help: str):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from maskcls.commands.options import AgeUpper, DataDir
+from maskcls.commands.options import DataDir, FilesAgeUpper
 
 PredFile = Annotated[
     Path | None, typer.Option(help="Prediction CSV from `maskcls predict` or `maskcls ensemble`.", dir_okay=False)
@@ -56,7 +56,7 @@ def submit_command(
         Path | None, typer.Option(help="Answer key (ImageID,ans) to print a local macro-F1.", dir_okay=False)
     ] = None,
     score_json: Annotated[Path | None, typer.Option(help="With --answers: also write the scores here as JSON.")] = None,
-    age_upper: AgeUpper = 60,
+    age_upper: FilesAgeUpper = None,
 ) -> None:
     """Write the leaderboard CSV: eval/info.csv order, ans = mask*6 + gender*3 + age.
 
@@ -80,7 +80,7 @@ def pseudo_label_command(
     threshold: Annotated[
         float, typer.Option(help="Keep images whose every task's top probability is at least this.")
     ] = 0.9,
-    age_upper: AgeUpper = 60,
+    age_upper: FilesAgeUpper = None,
 ) -> None:
     """Label confidently predicted eval images for another round of training (train only, never validation).
 

@@ -10,7 +10,7 @@ import pandas as pd
 from maskcls import io
 from maskcls.errors import MaskclsError
 from maskcls.heads import HEADS
-from maskcls.post.probs import align, heads_of, read_probs
+from maskcls.post.probs import AGE_UPPER, align, heads_of, read_probs, shared_age_upper
 
 METHODS = ("mean", "geometric")
 
@@ -27,6 +27,7 @@ def ensemble(paths: list[Path], weights: list[float] | None = None, method: str 
                            f"(got {','.join(map(str, weights))})")  # fmt: skip
     w = w / total
     frames = [read_probs(p) for p in paths]
+    age_upper = shared_age_upper({str(p): df for p, df in zip(paths, frames, strict=True)})
     ref, heads = frames[0], heads_of(frames[0])
     for p, df in zip(paths[1:], frames[1:], strict=True):
         if heads_of(df) != heads:
@@ -44,6 +45,8 @@ def ensemble(paths: list[Path], weights: list[float] | None = None, method: str 
             p = np.exp(np.tensordot(w, np.log(np.clip(stack, 1e-12, 1.0)), axes=1))
             p /= p.sum(axis=1, keepdims=True)
         out[cols] = p
+    if age_upper is not None:
+        out[AGE_UPPER] = age_upper
     return out
 
 

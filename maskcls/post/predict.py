@@ -2,7 +2,8 @@
 
 Output CSV: ImageID, then `<head>_<k>` per class (mask_0..2, gender_0..1, age_0..2, and
 class_0..17 for an 18-way head, whose per-task marginals are added too). The column
-prefixes record the task, so ensemble and submit can check what they are combining.
+prefixes record the task, so ensemble and submit can check what they are combining; a file
+with age probabilities ends with `age_upper`, the threshold its age classes were made with.
 For `--images`, the decoded answer per photo follows: pred_mask, pred_gender, pred_age
 (class names) and pred_class (0..17) where the heads give it.
 """
@@ -27,6 +28,7 @@ from maskcls.engine.kinds import build_heads
 from maskcls.errors import MaskclsError, warn
 from maskcls.heads import marginals
 from maskcls.models import load_for_inference
+from maskcls.post.probs import AGE_UPPER
 from maskcls.post.tune import apply_tuned, load_tuned
 from maskcls.progress import LogProgress
 from maskcls.runs import Run, agree, fold_checkpoints
@@ -142,7 +144,7 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
             heads_seen = ckpt["heads"]
             cfg = ckpt["config"]  # a Config: the checkpoint's own, on today's defaults
             uppers[str(ckpt_path)] = cfg
-            agree(uppers)  # averaging classes of two age thresholds would mix two meanings of "30-59"
+            age_upper = agree(uppers)  # averaging classes of two age thresholds would mix two meanings of "30-59"
             source, cache = None, cache_for(ckpt_path, cache_dir) if cfg.get("cache") and images is None else None
             if cache is not None:
                 source = cached_source(cache, cfg["img_size"], paths, console)
@@ -164,8 +166,10 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
     table = probs_table(ev["ImageID"], total)
+    if "age" in total or "class" in total:  # what the age classes mean travels with them (post/probs.py)
+        table[AGE_UPPER] = age_upper
     if images is not None:
-        table = decoded(table, cfg["age_upper"])
+        table = decoded(table, age_upper)
     if not ctx.main or out is None:
         return table
     io.write_csv(out, table)

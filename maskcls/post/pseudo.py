@@ -19,11 +19,13 @@ from maskcls.heads import FACTORS
 from maskcls.post.submit import combine
 
 
-def pseudo_label(sources: dict[str, Path], data: Path, threshold: float, age_upper: int) -> pd.DataFrame:
+def pseudo_label(sources: dict[str, Path], data: Path, threshold: float, age_upper: int | None = None) -> pd.DataFrame:
+    """Confident eval images as training rows; they record the age threshold of their age labels (the one
+    the prediction files record, else age_upper), and a run of another threshold refuses them."""
     if not 0 < threshold <= 1:
         raise MaskclsError(f"--threshold must be in (0, 1] (got {threshold})")
     ev = scan_eval(data).table
-    probs = combine(sources, ev["ImageID"], str(Path(data) / "eval" / "info.csv"))
+    probs, age_upper = combine(sources, ev["ImageID"], str(Path(data) / "eval" / "info.csv"), age_upper)
     conf = np.min([probs[t].max(1) for t in FACTORS], axis=0)
     pred = {t: probs[t].argmax(1) for t in FACTORS}
     # Absolute paths: the CSV keeps working when training runs from another folder.

@@ -17,21 +17,23 @@ from maskcls.engine.metrics import head_metrics
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, class_names, predict_classes
 from maskcls.io import read_csv
-from maskcls.post.probs import align, heads_of, read_probs, task_probs
+from maskcls.post.probs import align, heads_of, read_probs, shared_age_upper, task_probs
 from maskcls.runs import read_oof
 
 
-def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> dict[str, np.ndarray]:
-    """Per-task probabilities aligned to image_ids from --mask/--gender/--age or --joint files."""
+def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str,
+            age_upper: int | None = None) -> tuple[dict[str, np.ndarray], int]:  # fmt: skip
+    """Per-task probabilities aligned to image_ids from --mask/--gender/--age or --joint files, and the
+    age threshold they were made with (what the files record; else age_upper; else the default)."""
     both = [t for t in FACTORS if t in sources]
     if "joint" in sources and both:
         raise MaskclsError(
             f"--joint and --{both[0]} both give {both[0]} predictions: pass --joint alone, or per-task files "
             f"only (a joint file works there too: --mask J --gender J --age A)"
         )
-    probs = {}
+    probs, frames = {}, {}
     for task, path in sources.items():
-        df = align(read_probs(path), image_ids, str(path), reference)
+        df = frames[str(path)] = align(read_probs(path), image_ids, str(path), reference)
         if task == "joint":
             if "class" in heads_of(df):  # an 18-way head: keep its joint argmax, not the marginals'
                 probs["class"] = task_probs(df, "class", str(path))
@@ -42,7 +44,14 @@ def combine(sources: dict[str, Path], image_ids: pd.Series, reference: str) -> d
     missing = [t for t in FACTORS if t not in probs]
     if missing:
         raise MaskclsError(f"no predictions for {', '.join(missing)}: pass --{missing[0]} FILE or --joint FILE")
-    return probs
+    of_age = {str(p) for p in age_sources(sources)}
+    upper = shared_age_upper({p: df for p, df in frames.items() if p in of_age}, age_upper)
+    return probs, upper if upper is not None else labels.DEFAULT_AGE_UPPER
+
+
+def age_sources(sources: dict[str, Path]) -> list[Path]:
+    """The files the age predictions come from: --age, else --joint (a --mask file's age_upper means nothing)."""
+    return [sources[t] for t in ("age", "joint") if t in sources]
 
 
 def submission_name(sources: dict[str, Path]) -> str:
@@ -91,16 +100,17 @@ def submit(
     out_dir: Path,
     answers: Path | None = None,
     console: Console | None = None,
-    age_upper: int = labels.DEFAULT_AGE_UPPER,
+    age_upper: int | None = None,
 ) -> tuple[Path, dict | None]:
-    """Write the submission CSV; age_upper only names the classes in the printed table."""
+    """Write the submission CSV. The age threshold (recorded by the prediction files, else age_upper)
+    only names the classes in the printed table: ans is the same number at any threshold."""
     console = console or Console()
     io.clean_stale_temps(out_dir)  # hidden temp files of a submit that was killed while writing
     info_path = Path(data) / "eval" / "info.csv"
     info = read_csv(info_path, ["ImageID", "ans"], dtype={"ImageID": str})
     for i, name in enumerate(info["ImageID"]):  # the same rule as crop and predict: plain file names only
         check_image_id(name, info_path, i + 2)
-    probs = combine(sources, info["ImageID"], str(info_path))
+    probs, age_upper = combine(sources, info["ImageID"], str(info_path), age_upper)
     key = read_answers(answers, info["ImageID"]) if answers is not None else None
     sub = info[["ImageID"]].copy()
     sub["ans"] = predict_classes(probs).astype(int)
