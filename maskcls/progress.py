@@ -37,6 +37,12 @@ class LogProgress(Progress):
         self.update(task_id, advance=advance)
 
 
+def loss_columns() -> list:
+    """An epoch's bar: description, bar, steps, the running loss, time left."""
+    return [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]  # fmt: skip
+
+
 def plain_line(what: str, done: float, total: float, elapsed: float) -> str:
     left = elapsed / done * (total - done) if done else None
     eta = f", about {clock(left)} left" if left is not None and done < total else ""

@@ -57,6 +57,47 @@ class Run:
                                  registries=False)  # fmt: skip
         return self._config
 
+    @classmethod
+    def create(cls, path: str | Path, cfg) -> Run:
+        """A new run in the (new, empty) folder `path`: what it keeps of how it was made, config.json,
+        label_map.json and copies of the hand-made files it trained with (exclude.csv, relabel.csv)."""
+        from maskcls import heads, io
+
+        path = Path(path)
+        io.write_json(path / "label_map.json", heads.label_map(heads.task_heads(cfg.task, cfg.head), cfg.age_upper))
+        for key in ("exclude", "relabel"):
+            if cfg[key]:
+                io.write_text(path / f"{key}.csv", Path(cfg[key]).read_text())
+        io.write_json(path / "config.json", cfg)  # last: a folder with config.json is a run
+        return cls(path)
+
+    @staticmethod
+    def fold_ids(cfg, folds: pd.DataFrame) -> list:
+        """The folds cfg.fold trains: one number, every fold ("all"), or the final fit ("none")."""
+        if cfg.fold == "all":
+            return [int(k) for k in sorted(folds["fold"].unique())]
+        return [FINAL] if cfg.fold == FINAL else [int(cfg.fold)]
+
+    def resume_config(self, overrides: dict | None = None):
+        """The config `--resume` continues with: the run's own, with the few settings the command line may
+        change (settings.RESUME_KEYS); any other flag is refused, never silently dropped."""
+        from maskcls.config import merge
+        from maskcls.settings import RESUME_KEYS
+
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        refused = [k for k in given if k not in RESUME_KEYS]
+        if refused:
+            allowed = ", ".join(f"--{k.replace('_', '-')}" for k in RESUME_KEYS)
+            raise MaskclsError(
+                f"--resume continues {self.dir} with its own config: --{refused[0].replace('_', '-')} cannot change "
+                f"(with --resume only {allowed}); start a new run to change it"
+            )
+        cfg = merge(self.config, given, "command line")
+        done = max((len(pd.read_csv(h)) for h in self.dir.glob("fold*/history.csv")), default=0)
+        if cfg.epochs < done:
+            raise MaskclsError(f"--epochs {cfg.epochs}: {self.dir} has already trained {done} epochs")
+        return cfg
+
     @property
     def final(self) -> bool:
         return self.config.fold == FINAL

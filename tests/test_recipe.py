@@ -100,9 +100,9 @@ def test_ema_weights_differ_from_raw_and_resume_keeps_them(demo_data, tmp_path, 
     assert best["weights"] in ("raw", "ema")
     # a resumed fold starts from the saved EMA weights, not from the raw ones
     from maskcls.data.splits import apply_folds, load_folds
-    from maskcls.engine.trainer import resume_config
+    from maskcls.runs import Run
 
-    cfg = resume_config(whole, {"epochs": 4})
+    cfg = Run(whole).resume_config({"epochs": 4})
     table = apply_folds(load_table(cfg), load_folds(whole / "folds.csv"))
     trainer = FoldTrainer(cfg, table, 0, whole / "fold0", [])
     trainer.resume()

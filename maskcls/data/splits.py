@@ -88,6 +88,17 @@ def load_folds(path: str | Path) -> pd.DataFrame:
     return read_csv(Path(path), ["person", "fold"], dtype={"person": str, "fold": int})
 
 
+def run_folds(cfg, table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """A run's fold of every person, kept in `path` (RUN/folds.csv): the file there (a resumed run: the
+    very same split), else cfg.folds_file, else a new split by cfg.split_method and cfg.seed."""
+    if path.exists():
+        return load_folds(path)
+    folds = load_folds(cfg.folds_file) if cfg.folds_file else assign_folds(
+        table, folds=cfg.folds, seed=cfg.seed, method=cfg.split_method)  # fmt: skip
+    save_folds(folds, path)
+    return folds
+
+
 def apply_folds(table: pd.DataFrame, folds: pd.DataFrame, source: str = "folds file") -> pd.DataFrame:
     """table with a fold column; every person of the table must have a fold."""
     out = table.merge(folds, on="person", how="left", validate="many_to_one")

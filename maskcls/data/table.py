@@ -82,6 +82,20 @@ def drop_ages(table: pd.DataFrame, ages: set[int]) -> pd.DataFrame:
     return table[~table["age_years"].isin(ages)] if ages else table
 
 
+def fold_rows(table: pd.DataFrame, fold: int | str, final: bool, drop: set[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) of one fold; the final fit trains on every row, validates none.
+
+    --drop-ages (`drop`) and --exclude remove training images only; validation keeps every image, so
+    scores of runs with and without them compare on the same persons (--relabel changes both).
+    """
+    train = table if final else table[table["fold"] != fold]
+    train = drop_ages(train[~train["excluded"]], drop).reset_index(drop=True)
+    val = table.iloc[:0] if final else table[(table["fold"] == fold) & ~table["train_only"]]
+    if train.empty or (val.empty and not final):
+        raise MaskclsError(f"fold {fold} leaves an empty train or validation set")
+    return train, val.reset_index(drop=True)
+
+
 def load_relabel(path: str | Path) -> pd.DataFrame:
     """person, gender (male/female or 0/1; blank = keep), age in years (blank = keep)."""
     path = Path(path)

@@ -18,6 +18,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from maskcls.errors import MaskclsError
+from maskcls.runtime import resolve_device
+
 
 @dataclass(frozen=True)
 class Context:
@@ -51,6 +54,30 @@ def setup(device_name: str = "auto") -> Context:
             torch.cuda.set_device(ctx.local_rank)
         dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(minutes=30))
     return ctx
+
+
+def wrap(model: torch.nn.Module, sync_bn: bool, ctx: Context,
+         device: torch.device) -> tuple[torch.nn.Module, torch.nn.Module]:  # fmt: skip
+    """(model, what training calls): under torchrun the DDP wrapper, with SyncBatchNorm when asked."""
+    if not ctx.active:
+        return model, model
+    if sync_bn and device.type != "cuda":
+        raise MaskclsError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it on CPU")
+    if sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    ids = [ctx.local_rank] if device.type == "cuda" else None
+    return model, torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def device(ctx: Context, name: str = "auto") -> torch.device:
+    """The device a process computes on: --device resolved, and under torchrun its own GPU."""
+    dev = resolve_device(name)
+    return torch.device("cuda", ctx.local_rank) if ctx.active and dev.type == "cuda" else dev
+
+
+def describe(ctx: Context, batch_size: int) -> str:
+    return (f"DistributedDataParallel: {ctx.world} processes ({dist.get_backend()}), global batch {batch_size} = "
+            f"{ctx.world} x {batch_size // ctx.world}")  # fmt: skip
 
 
 def barrier() -> None:
@@ -118,8 +145,6 @@ def pop_gpus(argv: list[str]) -> tuple[list[str], int]:
 
 
 def _positive(text: str) -> int:
-    from maskcls.errors import MaskclsError
-
     if not text.isdigit() or int(text) < 1:
         raise MaskclsError(f"--gpus must be a number of processes >= 1 (got {text!r})")
     return int(text)

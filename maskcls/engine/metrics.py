@@ -19,6 +19,13 @@ def head_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> di
     }
 
 
+def flat(metrics: dict) -> dict:
+    """A history row's metric columns: every head's F1, then its accuracy and (heads of years) MAE."""
+    heads = {h: m for h, m in metrics.items() if isinstance(m, dict)}
+    return {**{f"{h}_f1": m["f1"] for h, m in heads.items()},
+            **{f"{h}_{k}": m[k] for h, m in heads.items() for k in ("acc", "mae") if k in m}}  # fmt: skip
+
+
 def evaluate(probs: dict[str, np.ndarray], targets: dict[str, np.ndarray]) -> dict:
     """Metrics per head, plus the combined 18-class metrics when all three tasks are present.
 

@@ -76,6 +76,16 @@ SCHEDULERS.register("exponential")(lambda cfg: partial(exponential, gamma=cfg.ex
 SCHEDULERS.register("none")(lambda cfg: constant)
 
 
+def build_ema(cfg, model: torch.nn.Module):
+    """EMA of the weights (cfg.ema = decay; 0: None): timm's ModelEmaV3 with the decay warmed up over
+    the first steps, since a short run would otherwise average in its random start."""
+    if not cfg.ema:
+        return None
+    from timm.utils import ModelEmaV3  # timm.utils imports wandb when installed: only on request
+
+    return ModelEmaV3(model, decay=cfg.ema, use_warmup=True, warmup_power=3 / 4)
+
+
 def lr_factor(cfg, steps_per_epoch: int):
     """LR multiplier per optimizer step: linear warm-up over warmup_epochs, then the schedule."""
     total = cfg.epochs * steps_per_epoch

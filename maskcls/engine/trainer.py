@@ -16,50 +16,31 @@ import numpy as np
 import pandas as pd
 import torch
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from torch.utils.data import DataLoader
+from rich.progress import Progress
 
-from maskcls import heads, io, weights
-from maskcls.config import Config, merge
-from maskcls.data import assign_folds, load_folds, save_folds
-from maskcls.data.cache import cached_source
-from maskcls.data.dataset import FaceDataset, seed_worker
-from maskcls.data.sampling import BalancedSampler, ShardSampler
-from maskcls.data.splits import apply_folds
-from maskcls.data.table import check_policy, drop_ages, load_table
-from maskcls.data.transforms import build_augment
-from maskcls.engine import distributed
+from maskcls import io, weights
+from maskcls.config import Config
+from maskcls.data import load_folds
+from maskcls.data.splits import apply_folds, run_folds
+from maskcls.data.table import check_policy, fold_rows, load_table
+from maskcls.engine import distributed, loaders
 from maskcls.engine.callbacks import Callback, ConsoleCallback, WandbCallback
 from maskcls.engine.inference import autocast, infer
 from maskcls.engine.kinds import build_heads, expected_age, widths
-from maskcls.engine.metrics import evaluate
+from maskcls.engine.metrics import evaluate, flat
 from maskcls.engine.mixers import build_mixer
-from maskcls.engine.optim import build_optimizer, lr_factor
+from maskcls.engine.optim import build_ema, build_optimizer, lr_factor
 from maskcls.engine.outputs import outputs
 from maskcls.errors import MaskclsError
 from maskcls.labels import parse_ages
 from maskcls.models import build_model, check_backbone, pin_weights
-from maskcls.progress import LogProgress
+from maskcls.progress import LogProgress, loss_columns
 from maskcls.runs import FINAL, Run, fold_dir, new_run_dir
-from maskcls.runtime import auto_workers, cache_dir_of, resolve_device, seed_everything
-from maskcls.settings import RESUME_KEYS
+from maskcls.runtime import auto_workers, cache_dir_of, seed_everything
 
 console = Console()
 
 FINAL_SEED = 99  # the final fit seeds its initialisation, sampling and augmentation as fold 99 would
-
-
-def build_folds(cfg, table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
-    path = run_dir / "folds.csv"
-    if path.exists():  # resume: the very same split
-        folds = load_folds(path)
-    elif cfg.folds_file:
-        folds = load_folds(cfg.folds_file)
-        save_folds(folds, path)
-    else:
-        folds = assign_folds(table, folds=cfg.folds, seed=cfg.seed, method=cfg.split_method)
-        save_folds(folds, path)
-    return folds
 
 
 class FoldTrainer:
@@ -74,45 +55,31 @@ class FoldTrainer:
         self.kinds = build_heads(cfg)  # {head: kind}: targets, loss and probabilities of each head
         self.heads = widths(self.kinds)
         self.ctx = ctx or distributed.setup(cfg.device)
-        self.device = resolve_device(cfg.device)
-        if self.ctx.active and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.ctx.local_rank)
+        self.device = distributed.device(self.ctx, cfg.device)
         if cfg.batch_size % self.ctx.world:
             raise MaskclsError(f"--batch-size {cfg.batch_size} (global) must divide by {self.ctx.world} processes")
         self.amp = cfg.amp and self.device.type == "cuda"
         # channels_last pays on the CPU too: 1.67x the training images/s of MobileNetV2 and 1.13x of
         # ResNet-18 at 128x96 on 2 cores (bench/train.py, README "Performance")
         self.channels_last = cfg.channels_last
-        # --drop-ages and --exclude remove training images only; validation keeps every image, so scores
-        # of runs with and without them compare on the same persons (--relabel changes both: data/table.py)
-        train = table if self.final else table[table["fold"] != fold]
-        self.train_df = drop_ages(train[~train["excluded"]], parse_ages(cfg.drop_ages)).reset_index(drop=True)
-        val = table.iloc[:0] if self.final else table[(table["fold"] == fold) & ~table["train_only"]]
-        self.val_df = val.reset_index(drop=True)
-        if self.train_df.empty or (self.val_df.empty and not self.final):
-            raise MaskclsError(f"fold {fold} leaves an empty train or validation set")
+        self.train_df, self.val_df = fold_rows(table, fold, self.final, parse_ages(cfg.drop_ages))
         seed_everything(cfg.seed, self.key)  # initialisation depends on the seed and fold only
         self.model = build_model(cfg, self.heads).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.net = self.model  # what training calls: the model itself, or its DDP wrapper
-        if self.ctx.active:
-            if cfg.sync_bn and self.device.type != "cuda":
-                raise MaskclsError("--sync-bn needs CUDA (SyncBatchNorm has no CPU kernel); drop it on CPU")
-            if cfg.sync_bn:
-                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            ids = [self.ctx.local_rank] if self.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        # EMA of the weights (timm's ModelEmaV3, decay warmed up over the first steps: a short run
-        # would otherwise average in its random start); validated beside the raw weights.
-        self.ema = None
-        if cfg.ema:
-            from timm.utils import ModelEmaV3  # timm.utils imports wandb when installed: only on request
-
-            self.ema = ModelEmaV3(self.model, decay=cfg.ema, use_warmup=True, warmup_power=3 / 4)
-        self.workers = cfg.workers if cfg.workers >= 0 else auto_workers(self.device)
-        self.train_loader = self._loader(self.train_df, train=True)
-        self.val_loader = None if self.final else self._loader(self.val_df, train=False)
+        # what training calls (net): the model itself, or its DDP wrapper
+        self.model, self.net = distributed.wrap(self.model, cfg.sync_bn, self.ctx, self.device)
+        self.ema = build_ema(cfg, self.model)  # None, or the EMA copy validated beside the raw weights
+        workers = cfg.workers if cfg.workers >= 0 else auto_workers(self.device)
+        cache = cache_dir_of(cfg, self.dir.parent.parent) if cfg.cache else None  # beside the run directories
+        balance_on = "balance" if len(self.heads) > 1 else next(iter(self.heads))  # group labels, never years
+        train_ds = loaders.dataset(cfg, self.train_df, self.kinds, True, cache, console)
+        self.train_loader, self.sampler, self.generator = loaders.train_loader(
+            cfg, train_ds, self.train_df[balance_on].to_numpy(), self.key, workers, self.device, self.ctx)
+        self.val_loader, self.val_idx = None, None
+        if not self.final:
+            val_ds = loaders.dataset(cfg, self.val_df, self.kinds, False, cache, console)
+            self.val_loader, self.val_idx = loaders.val_loader(cfg, val_ds, workers, self.device, self.ctx)
         self.steps_per_epoch = math.ceil(len(self.train_loader) / cfg.accum_steps)
         self.opt = build_optimizer(cfg, self.model)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_factor(cfg, self.steps_per_epoch))
@@ -123,37 +90,6 @@ class FoldTrainer:
         # the epoch just validated, for the callbacks: the weights chosen (raw or EMA), their
         # validation probabilities and metrics (None and {} for the final fit)
         self.chosen, self.probs, self.metrics = self.model, None, {}
-
-    def _loader(self, df: pd.DataFrame, train: bool) -> DataLoader:
-        cfg = self.cfg
-        # the heads' label columns, then the group a mixer's `rare` partner rule draws by: the age
-        # group where the model has an age head, else the task's own label
-        group = "age" if "age" in self.kinds else next(iter(self.kinds.values())).column
-        y = df[[*(k.column for k in self.kinds.values()), group]].to_numpy()
-        augment = build_augment(cfg.augment, cfg.img_size, seed=cfg.seed) if train else None
-        source = None
-        if cfg.cache:
-            cache_dir = cache_dir_of(cfg, self.dir.parent.parent)  # beside the run directories
-            source = cached_source(cache_dir, cfg.img_size, df["path"].tolist(), console)
-        mask_on = df["mask"].isin([0, 1]).to_numpy()  # worn or pulled down: a mask to restyle (-1: unknown)
-        ds = FaceDataset(df["path"].tolist(), y, cfg.img_size, augment=augment, source=source, mask_on=mask_on)
-        kw = dict(num_workers=self.workers, pin_memory=self.device.type == "cuda", worker_init_fn=seed_worker,
-                  persistent_workers=self.workers > 0)  # fmt: skip
-        if not train:  # each rank validates every world-th image; validate() gathers the whole fold
-            self.val_idx = distributed.shard(len(ds), self.ctx)
-            ds = torch.utils.data.Subset(ds, self.val_idx.tolist()) if self.ctx.active else ds
-            return DataLoader(ds, batch_size=cfg.batch_size * 2, shuffle=False, **kw)
-        balance_on = "balance" if len(self.heads) > 1 else next(iter(self.heads))  # group labels, never years
-        self.sampler = BalancedSampler(df[balance_on].to_numpy(), cfg.oversample, seed=cfg.seed + self.key)
-        drop_last = len(ds) > cfg.batch_size
-        self.generator = torch.Generator()
-        if self.ctx.active:  # this rank's slice of each global batch: the union is the 1-process draw
-            self.sampler = ShardSampler(self.sampler, cfg.batch_size, self.ctx.rank, self.ctx.world, drop_last)
-            batch, drop_last = cfg.batch_size // self.ctx.world, False
-        else:
-            batch = cfg.batch_size
-        return DataLoader(ds, batch_size=batch, sampler=self.sampler, generator=self.generator, drop_last=drop_last,
-                          **kw)  # fmt: skip
 
     # -- resume -----------------------------------------------------------------------------
     def state(self, epoch: int) -> dict:
@@ -262,9 +198,7 @@ class FoldTrainer:
         callbacks = self.callbacks if self.ctx.main else []  # rank 0 alone writes files, logs and wandb
         for cb in callbacks:
             cb.on_fold_start(self)
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn()]  # fmt: skip
-        with LogProgress(*columns, console=console, transient=True, disable=not self.ctx.main) as progress:
+        with LogProgress(*loss_columns(), console=console, transient=True, disable=not self.ctx.main) as progress:
             for epoch in range(self.start_epoch, self.cfg.epochs):
                 if self.finished:
                     break
@@ -277,9 +211,7 @@ class FoldTrainer:
                     self.best_score, self.best_epoch = metrics["score"], epoch
                 row = {"epoch": epoch, "train_loss": train_loss, "score": metrics["score"], **scores,
                        "lr": self.opt.param_groups[0]["lr"], "seconds": time.time() - t0, "best": improved,
-                       **{f"{h}_f1": m["f1"] for h, m in metrics.items() if isinstance(m, dict)},
-                       **{f"{h}_{k}": m[k] for h, m in metrics.items() if isinstance(m, dict)
-                          for k in ("acc", "mae") if k in m}}  # fmt: skip
+                       **flat(metrics)}  # fmt: skip
                 self.history.append(row)
                 patience = self.cfg.patience
                 self.finished = epoch + 1 == self.cfg.epochs or bool(patience and epoch - self.best_epoch >= patience)
@@ -311,24 +243,17 @@ class FoldTrainer:
 def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks: list[Callback], new: bool,
                  ctx: distributed.Context) -> tuple[list[dict], list]:  # fmt: skip
     if new and ctx.main:
-        io.write_json(run_dir / "config.json", cfg)
-        io.write_json(run_dir / "label_map.json", heads.label_map(heads.task_heads(cfg.task, cfg.head), cfg.age_upper))
-        for key in ("exclude", "relabel"):  # the run keeps the hand-made files it trained with
-            if cfg[key]:
-                io.write_text(run_dir / f"{key}.csv", Path(cfg[key]).read_text())
+        Run.create(run_dir, cfg)
     console.print(f"run [bold]{run_dir}[/] task {cfg.task} backbone {cfg.backbone} img {cfg.img_size}")
     if ctx.active:
-        backend = torch.distributed.get_backend()
-        console.print(f"DistributedDataParallel: {ctx.world} processes ({backend}), global batch {cfg.batch_size} = "
-                      f"{ctx.world} x {cfg.batch_size // ctx.world}")  # fmt: skip
+        console.print(distributed.describe(ctx, cfg.batch_size))
     real = table[~table["train_only"]]
-    folds = build_folds(cfg, real, run_dir) if ctx.main else None
+    folds = run_folds(cfg, real, run_dir / "folds.csv") if ctx.main else None
     distributed.barrier()
     folds = folds if ctx.main else load_folds(run_dir / "folds.csv")
     extra = table[table["train_only"]].assign(fold=-1)  # fold -1: in every training set, never validated
     table = pd.concat([apply_folds(real, folds, str(run_dir / "folds.csv")), extra], ignore_index=True)
-    fold_ids = ([int(k) for k in sorted(folds["fold"].unique())] if cfg.fold == "all"
-                else [FINAL] if cfg.fold == FINAL else [int(cfg.fold)])  # fmt: skip
+    fold_ids = Run.fold_ids(cfg, folds)
     done = {k: len(pd.read_csv(h)) for k in fold_ids if (h := fold_dir(run_dir, k) / "history.csv").is_file()}
     for cb in callbacks if ctx.main else []:
         cb.on_run_start(sum(max(cfg.epochs - done.get(k, 0), 0) for k in fold_ids))
@@ -344,31 +269,13 @@ def _train_folds(cfg, table: pd.DataFrame, run_dir: Path, callbacks: list[Callba
     return summaries, fold_ids
 
 
-def resume_config(run_dir: Path, overrides: dict | None = None) -> Config:
-    """The run's own config, with the few RESUME_KEYS the command line may change; anything else is refused."""
-    cfg = Run(run_dir).config
-    given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    refused = [k for k in given if k not in RESUME_KEYS]
-    if refused:
-        allowed = ", ".join(f"--{k.replace('_', '-')}" for k in RESUME_KEYS)
-        raise MaskclsError(
-            f"--resume continues {run_dir} with its own config: --{refused[0].replace('_', '-')} cannot change "
-            f"(with --resume only {allowed}); start a new run to change it"
-        )
-    cfg = merge(cfg, given, "command line")
-    done = max((len(pd.read_csv(h)) for h in run_dir.glob("fold*/history.csv")), default=0)
-    if cfg.epochs < done:
-        raise MaskclsError(f"--epochs {cfg.epochs}: {run_dir} has already trained {done} epochs")
-    return cfg
-
-
 def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callback] | None = None,
           overrides: dict | None = None, task: str | None = None) -> Path:  # fmt: skip
     """Train every fold the config asks for (or continue the run `resume`, which must be of `task`
     when given: train-age --resume of a joint run is refused); returns the run directory."""
     if resume is not None:
         run_dir = Path(resume)
-        cfg = resume_config(run_dir, overrides)
+        cfg = Run(run_dir).resume_config(overrides)
         if task is not None and cfg.task != task:
             raise MaskclsError(f"--resume {run_dir}: a {cfg.task} run; continue it with train-{cfg.task}, "
                                f"not train-{task}")  # fmt: skip
@@ -390,24 +297,20 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
         out_existed = Path(cfg.out).exists()
         run_dir = new_run_dir(cfg.out, cfg.name or f"{cfg.task}-{cfg.backbone.replace('/', '-')}") if ctx.main else None
         run_dir = Path(distributed.broadcast(str(run_dir)))
-        try:
-            if cfg.wandb and ctx.main:
-                callbacks.append(WandbCallback(cfg.wandb_project, run_dir))
-            summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, True, ctx)
-        except BaseException:
-            # A run that never finished an epoch holds nothing to resume: remove it (and an --out
-            # folder this call made), so a fixed command gets the same name, not a `-2` suffix.
-            if ctx.main and not any(run_dir.glob("fold*/last.pt")):
-                shutil.rmtree(run_dir, ignore_errors=True)
-                if not out_existed:
-                    shutil.rmtree(cfg.out, ignore_errors=True)
-            raise
-    else:
-        if ctx.main and overrides:  # the run records what it now trains with (e.g. the extended --epochs)
-            io.write_json(run_dir / "config.json", cfg)
+    elif ctx.main and overrides:  # the run records what it now trains with (e.g. the extended --epochs)
+        io.write_json(run_dir / "config.json", cfg)
+    try:
         if cfg.wandb and ctx.main:
             callbacks.append(WandbCallback(cfg.wandb_project, run_dir))
-        summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, False, ctx)
+        summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, resume is None, ctx)
+    except BaseException:
+        # A new run that never finished an epoch holds nothing to resume: remove it (and an --out
+        # folder this call made), so a fixed command gets the same name, not a `-2` suffix.
+        if resume is None and ctx.main and not any(run_dir.glob("fold*/last.pt")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            if not out_existed:
+                shutil.rmtree(cfg.out, ignore_errors=True)
+        raise
     if ctx.main:
         for cb in callbacks:
             cb.on_run_end(run_dir, cfg, fold_ids, summaries)

@@ -32,7 +32,7 @@ from maskcls.post.probs import AGE_UPPER
 from maskcls.post.tune import apply_tuned, load_tuned
 from maskcls.progress import LogProgress
 from maskcls.runs import Run, agree, fold_checkpoints
-from maskcls.runtime import auto_workers, resolve_device
+from maskcls.runtime import auto_workers
 
 
 def probs_table(image_ids, probs: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -124,9 +124,7 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
     console = console or Console()
     ctx = distributed.setup(device)  # under torchrun: each rank predicts every world-th image
     console.quiet = not ctx.main
-    dev = resolve_device(device)
-    if ctx.active and dev.type == "cuda":
-        dev = torch.device("cuda", ctx.local_rank)
+    dev = distributed.device(ctx, device)
     ev = image_table(images) if images is not None else scan_eval(data).table
     checkpoints = [c for r in runs for c in fold_checkpoints(r)]
     if ctx.main and out is not None:
