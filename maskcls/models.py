@@ -180,7 +180,7 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
     gate = bool(cfg.get("age_gate"))
     if gate and not {"age", "gender"} <= set(heads):
         raise MaskclsError("--age-gate conditions the age head on the gender head: train-joint with --head multi only")
-    model = Classifier(backbone, heads, mean, std, width, age_gate=gate)
+    model = Classifier(backbone, heads, mean, std, width, drop=cfg.head_dropout, age_gate=gate)
     if ckpt is not None:
         load_weights(model, ckpt, found.path, cfg.backbone)
     return model

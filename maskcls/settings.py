@@ -174,6 +174,8 @@ SETTINGS: tuple[Setting, ...] = (
       "(years, Huber loss); all give the 3 group probabilities.", panel=MODEL, choices="age_head",
       only_for=("joint", "age"),
       why="the simplest head; ordinal and regression are rows of the age ablation (README, Age)."),
+    S("head_dropout", 0.0, "Dropout on the backbone's features before the heads (0 = off), e.g. 0.2.",
+      "off: no quality row has measured it yet.", panel=MODEL, range=(0, 1, True, False)),
     S("age_gate", False, "train-joint: condition the age head on the gender head's embedding.",
       panel=MODEL, only_for=("joint",)),
     S("oversample", 0.5, "Class-balanced oversampling: 0 natural mix .. 1 every label equally likely.",
