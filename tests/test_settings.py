@@ -76,3 +76,21 @@ def test_a_new_setting_is_one_record(monkeypatch, tmp_path, capsys):
 def test_records_are_frozen():
     with pytest.raises(dataclasses.FrozenInstanceError):
         SETTINGS[0].default = "x"
+
+
+def test_head_dropout_reaches_the_model():
+    """The setting added as one record: the flag's value is the model's dropout, active in training only."""
+    import torch
+
+    from maskcls.models import build_model
+
+    cfg = config.resolve("gender", flags={"backbone": "test_resnet", "pretrained": False, "img_size": [32, 32],
+                                          "head_dropout": 0.5})  # fmt: skip
+    model = build_model(cfg, {"gender": 2})
+    assert model.drop.p == 0.5
+    x = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(0)
+    model.train()
+    assert not torch.equal(model(x)["gender"], model(x)["gender"])
+    model.eval()
+    assert torch.equal(model(x)["gender"], model(x)["gender"])
