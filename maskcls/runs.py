@@ -84,6 +84,7 @@ class Run:
         from maskcls.config import merge
         from maskcls.settings import RESUME_KEYS
 
+        own = self.config  # first: a corrupt config.json is the error to report
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         refused = [k for k in given if k not in RESUME_KEYS]
         if refused:
@@ -92,7 +93,7 @@ class Run:
                 f"--resume continues {self.dir} with its own config: --{refused[0].replace('_', '-')} cannot change "
                 f"(with --resume only {allowed}); start a new run to change it"
             )
-        cfg = merge(self.config, given, "command line")
+        cfg = merge(own, given, "command line")
         done = max((len(pd.read_csv(h)) for h in self.dir.glob("fold*/history.csv")), default=0)
         if cfg.epochs < done:
             raise MaskclsError(f"--epochs {cfg.epochs}: {self.dir} has already trained {done} epochs")

@@ -303,9 +303,11 @@ def main() -> None:  # python -m maskcls.settings --write [README]
     if args[:1] != ["--write"]:
         print(args_json(), end="")
         return
-    Path(__file__).with_name("defaults").joinpath("args.json").write_text(args_json())
+    from maskcls import io
+
+    io.write_text(Path(__file__).with_name("defaults") / "args.json", args_json())
     readme = Path(args[1] if len(args) > 1 else "README.md")
-    readme.write_text(with_table(readme.read_text()))
+    io.write_text(readme, with_table(readme.read_text()))
 
 
 if __name__ == "__main__":
