@@ -5,7 +5,7 @@
     @LOSSES.register("focal")
     class Focal: ...
 
-This module sits below everything and imports nothing of maskcls: config reads a registry's names
+This module sits below everything (it imports only errors): config reads a registry's names
 here (`names("loss")`) to check a setting, and never imports the engine or data modules that
 fill them. Those fill their registries when imported (`maskcls.engine` and `maskcls.data` import
 every module that registers), so whatever trains or builds has them filled; reading a registry
@@ -13,6 +13,10 @@ nobody filled is a programming error, said as such.
 """
 
 from __future__ import annotations
+
+import difflib
+
+from maskcls.errors import MaskclsError
 
 _ALL: dict[str, Registry] = {}
 
@@ -24,6 +28,12 @@ class Registry(dict):
         super().__init__()
         self.key = key
         _ALL[key] = self
+
+    def __missing__(self, name):
+        """A name nothing registered (a saved config from another version, say): one line, not a KeyError."""
+        close = difflib.get_close_matches(str(name), list(self), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise MaskclsError(f"{self.key} {name!r} is not one of {', '.join(self)}{hint}")
 
     def register(self, name: str):
         """Decorator: @REGISTRY.register("name") puts the class or function under that name."""

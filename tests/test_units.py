@@ -135,6 +135,13 @@ def test_no_decay_on_biases_and_norm_layers_when_asked():
     assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0] and opt.param_groups[0]["nesterov"]
 
 
+def test_a_name_no_registry_holds_is_one_line():
+    """A saved config is not rechecked against today's registries; what it names fails where it is built."""
+    with pytest.raises(config.MaskclsError, match="loss 'focla' is not one of ce, smooth, neighbor, focal, f1; "
+                                                  "did you mean 'focal'"):  # fmt: skip
+        LOSSES["focla"]
+
+
 def test_config_choices_are_the_registries():
     from maskcls.data.splits import SPLITS
     from maskcls.data.transforms import PRESETS
