@@ -16,6 +16,7 @@ A new setting is one record here plus the code that reads it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,8 +70,8 @@ def img_size(value) -> list[int]:
 
 def parse_img_size(text: str) -> list[int]:
     """'224' -> [224, 224]; '256 192', '256x192', '256,192' -> [256, 192] (H, W)."""
-    parts = text.replace("x", " ").replace(",", " ").split()
-    if not parts or not all(p.isascii() and p.isdigit() for p in parts):
+    parts = re.split(r"\s*[x,]\s*|\s+", text.strip())  # "20x" has an empty second side: refused
+    if not all(p.isascii() and p.isdigit() for p in parts):
         raise ValueError(f"expected one number or H W, got {text!r}")
     return img_size([int(p) for p in parts])
 

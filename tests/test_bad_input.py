@@ -72,6 +72,7 @@ CASES = [
     (["train-age", *SMOKE, "--accum-steps", "0"], "--accum-steps must be in [1, 1024] (got 0)"),
     (["train-age", *SMOKE, "--oversample", "2"], "--oversample must be in [0, 1] (got 2.0)"),
     (["train-age", *SMOKE, "--img-size", "100000"], "--img-size: must be one number or H W, each in 16..1024"),
+    (["train-age", *SMOKE, "--img-size", "20x"], "--img-size: expected one number or H W, got '20x'"),
     (["train-age", *SMOKE, "--optimizer", "lion"], "--optimizer must be one of adam, adamw, sgd"),
     (["train-age", *SMOKE, "--loss", "focla"], "did you mean 'focal'?"),
     (["train-age", *SMOKE, "--set", "decay_nrom_bias=false"], "--set: unknown config key 'decay_nrom_bias'"),
