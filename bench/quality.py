@@ -114,6 +114,7 @@ ABLATIONS = [
         ["--cutmix", "1", "--cutmix-mode", "halves", "--cutmix-partner", "rare"],
     ),  # fmt: skip
     Variant("ema", "EMA of the weights (decay 0.999, warmed up)", ["--ema", "0.999"]),
+    Variant("dropout", "dropout 0.2 before the heads (--head-dropout 0.2)", ["--head-dropout", "0.2"]),
     Variant("final-fit", "final fit on every person (--fold none, same epochs)", fold="none"),
     Variant("audit-exclude", "audit (5 folds) then --exclude the top 5% suspect persons", exclude_top=0.05),
     Variant(
