@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -51,7 +51,7 @@ def option(s: settings.Setting, task: str, resolved: dict | None) -> inspect.Par
     decls = [f"{s.flag}/--no-{s.flag[2:]}"] if isinstance(s.default, bool) else []
     info = typer.Option(*decls, help=help_, rich_help_panel=s.panel or None,
                         hidden=bool(s.only_for) and task not in s.only_for)  # fmt: skip
-    hint = Annotated[Optional[flag_type(s)], info]  # noqa: UP045 (typer reads Optional)
+    hint = Annotated[flag_type(s) | None, info]
     return inspect.Parameter(s.key, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
 
 
