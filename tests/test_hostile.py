@@ -226,6 +226,20 @@ def test_a_checkpoint_whose_heads_disagree_with_its_weights_is_a_line(tiny_joint
 
 
 @pytest.mark.slow
+def test_a_checkpoint_naming_what_no_registry_holds_is_a_line(tiny_joint, demo_data, tmp_path, capsys):
+    """A checkpoint's config is not rechecked against today's registries when read (config.merge with
+    registries=False); the unknown name fails where it is built, as one line, not a KeyError."""
+    import torch
+
+    ckpt = torch.load(tiny_joint / "fold0" / "best.pt", weights_only=True)
+    ckpt["config"] = {**ckpt["config"], "age_head": "quantile"}  # a kind from another version, say
+    torch.save(ckpt, tmp_path / "future.pt")
+    code, _, err = run_cli(capsys, "predict", tmp_path / "future.pt", "--data", demo_data, "--out", tmp_path / "p.csv")
+    assert code == 2 and "age_head 'quantile' is not one of classify, ordinal, regression" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("metrics", ["", "[1, 2]", '{"fold": 0}', "{not json"])
 def test_runs_skips_a_run_with_a_broken_metrics_file_and_shows_the_rest(tiny_joint, tmp_path, capsys, metrics):
     for name in ("good", "bad"):
