@@ -43,10 +43,15 @@ class Setting:
     resume: bool = False  # `--resume RUN` may change it (everything else is the run's own)
     check: Callable[[Any], Any] | None = field(default=None, repr=False)  # value -> value; ValueError = refused
     parse: Callable[[str], Any] | None = field(default=None, repr=False)  # the flag's text -> value
+    set_by: str = ""  # who sets it when not a flag or --set (task: the command's name)
 
     @property
     def flag(self) -> str:
         return f"--{self.key.replace('_', '-')}"
+
+    def how_to_set(self) -> str:
+        """Its flag, or what sets it: `config show` and the README table say it the same way."""
+        return self.set_by or (self.flag if self.panel is not None else f"--set {self.key}=...")
 
     def type_name(self) -> str:
         if self.default is None:
@@ -121,7 +126,7 @@ S = Setting
 # fmt: off
 SETTINGS: tuple[Setting, ...] = (
     S("task", "joint", "mask, gender, age or joint: which heads train (set by the command: train-TASK).",
-      choices=tuple(t for t in TASKS if "/" not in t)),
+      set_by="train-TASK", choices=tuple(t for t in TASKS if "/" not in t)),
     S("data", None, "Folder that holds train/ and eval/ in the contest layout. Required (not with --resume).",
       kind="path", panel=""),
     S("backbone", "tv/mobilenet_v2", "tv/NAME (a torchvision model) or a timm model name, e.g. resnet18, "
@@ -274,7 +279,7 @@ def markdown_table() -> str:
     """The README's settings table."""
     rows = ["| key | default | flag | meaning | why this default |", "|---|---|---|---|---|"]
     for s in SETTINGS:
-        flag = f"`{s.flag}`" if s.panel is not None else "`--set`"
+        flag = f"`{s.how_to_set()}`"
         if s.only_for:
             flag += " (" + ", ".join(s.only_for) + ")"
         meaning = s.help.replace("|", "\\|")

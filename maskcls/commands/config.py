@@ -44,7 +44,7 @@ def show_command(
         src, s = sources[key], BY_KEY[key]
         t.add_row(key, json.dumps(value), src if not src.startswith(str(config_mod.PACKAGED)) else
                   f"(packaged) {Path(src).relative_to(config_mod.PACKAGED)}",
-                  "train-TASK" if key == "task" else s.flag if s.panel is not None else f"--set {key}=...")  # fmt: skip
+                  s.how_to_set())  # fmt: skip
     Console().print(t)
 
 

@@ -18,7 +18,8 @@ AgeUpper = Annotated[int, typer.Option("--age-upper", help=_AGE.help, min=_AGE.r
 FilesAgeUpper = Annotated[  # submit, pseudo-label: the prediction files say it
     int | None,
     typer.Option("--age-upper", help="The age threshold, for prediction files that do not record it (predict's do; "
-                 "a different value is refused). Default: the files', else 60.", min=_AGE.range[0], max=_AGE.range[1]),
+                 f"a different value is refused). Default: the files', else {_AGE.default}.",
+                 min=_AGE.range[0], max=_AGE.range[1]),
 ]  # fmt: skip
 
 
