@@ -1,408 +1,382 @@
-"""Quality on real faces: the full pipeline under a fixed CPU budget, ablations, seed spread.
+"""Quality with power: out-of-fold predictions over every labelled dev person, each row paired against the base.
 
-    bench/quality.sh [DATA_DIR [OUT_DIR]] [--ablations] [--seeds 3] [--epochs 12] [--ablation-epochs 6]
+    bench/quality.sh [--rows base,anchor,epochs12] [--seed 42] [--folds 3] [--boot 2000] [DATA [OUT]]
 
-Every stage is a plain `maskcls` call, printed before it runs. Works for any DATA_DIR in the
-contest layout; scores are printed only when DATA_DIR/eval_answers.csv (ImageID,ans) exists.
-The recipe fine-tunes torchvision's ImageNet MobileNetV2 (the weights package's file, offline);
-`--recipe scratch` is the earlier from-scratch ResNet-18 recipe, kept as the reference its rows are
-(bench/results/quality/). The `anchor` row runs ../shared/anchors/plain_finetune.py, the plain
-pretrained notebook, on the same crops: the floor to clear.
+One row = one recipe trained K times (`--fold all` on K person folds fixed once for every row and seed), each
+fold's last epoch predicting its held-out persons (hflip TTA, as `predict --tta`): 800 persons, 5,600 photos of
+maskproxy-dev (train/ and eval/ with its answer key) scored once each, by models that never saw them and never
+chose an epoch on them. Every row is compared with the base recipe **on the same photos**:
 
-Default run (target: under 30 minutes on 2 CPU cores): crop (haar,center) -> train-joint on fold 0
--> predict --tta -> submit --answers. With --ablations, each variant below trains once at the
-smaller ablation budget (fold 0, --ablation-epochs), and the default variant also with
---seeds seeds, so differences can be told from noise.
+  * Δ macro-F1 (the leaderboard metric over the 18 classes) and its 95 % interval from a person-level paired
+    bootstrap (persons resampled with their seven photos, both rows scored on the same resample);
+  * Δ log-loss per head (mask, gender, age): a smooth companion that sees effects the F1 cannot.
+
+Training-seed noise is measured, not assumed: `--rows base --seed 43` and `--seed 44` add the base recipe at
+other seeds with the folds fixed, and the report pairs them with seed 42 like any row (what "no effect" reads).
+A row's Δ is called an effect only when its interval clears zero *and* |Δ| is above the largest seed-vs-seed Δ.
+
+The `anchor` row runs ../shared/anchors/plain_finetune.py (the plain pretrained notebook) once per fold on the
+same crops and folds, unmodified; its per-photo answers are read from the arrays it passes to scikit-learn's
+f1_score (hard answers only: no log-loss for it). Rows and their CPU seconds accumulate in OUT/quality.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+ANCHOR = SHARED / "anchors" / "plain_finetune.py"
 console = Console()
 
-# The recipes under test, spelled out so a later change of args.json cannot silently change this
-# benchmark: "pretrained" is args.json + configs/joint.json (see README, "Quality"); "scratch" the
-# from-scratch default every row before the pretrained issue was measured with.
-RECIPES = {
-    "pretrained": [
-        "--backbone",
-        "tv/mobilenet_v2",
-        "--pretrained",
-        "--img-size",
-        "128 96",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.001",
-    ],  # fmt: skip
-    "scratch": [
-        "--backbone",
-        "resnet18",
-        "--no-pretrained",
-        "--img-size",
-        "128 96",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.002",
-    ],  # fmt: skip
-}
-RECIPE = RECIPES["pretrained"]
-ANCHOR = ROOT.parent / "shared" / "anchors" / "plain_finetune.py"
+# The base recipe, spelled out so that editing args.json cannot silently move the reference every row is
+# paired with. It is args.json + configs/joint.json at the notebook's budget (4 epochs, 128x96).
+BASE = ["--backbone", "tv/mobilenet_v2", "--pretrained", "--img-size", "128 96", "--batch-size", "32",
+        "--lr", "0.001", "--epochs", "4"]  # fmt: skip
+STEMS = {0: ["mask1", "mask2", "mask3", "mask4", "mask5"], 1: ["incorrect_mask"], 2: ["normal"]}
 
 
 @dataclass
-class Variant:
+class Row:
     slug: str
     name: str
-    flags: list[str] = field(default_factory=list)  # train flags added to the recipe
-    crop: bool = True
-    tasks: str = "joint"  # or "separate": three single-task models
-    tta: bool = True
-    reuse: str | None = None  # predict with another variant's models instead of training
-    tune: bool = False  # maskcls tune-thresholds on the run's out-of-fold rows, then predict with them
-    fold: str = "0"  # "none": the final fit on every person (no validation)
-    crop_flags: list[str] = field(default_factory=list)  # another crop box (its own crops folder)
-    exclude_top: float = 0.0  # audit a --fold all run, then train without the top share of suspect persons
-    recipe: str | None = None  # another base recipe (RECIPES) than the benchmark's
-    epochs: int | None = None  # another budget than --ablation-epochs
-    anchor: bool = False  # the plain pretrained notebook (ANCHOR), not maskcls
+    flags: list[str] = field(default_factory=list)  # train-joint flags after BASE (a later flag wins)
+    anchor: bool = False
 
 
-ABLATIONS = [
-    Variant("default", "default (joint, crop, neighbor age, oversample 0.5, TTA)"),
-    # the pretrained issue (19): the floor, the old default, and the pretrained recipe's own knobs
-    Variant("anchor", "plain pretrained notebook (shared/anchors, same crops and epochs)", anchor=True),
-    Variant("scratch", "from scratch: the previous default (resnet18, lr 0.002)", recipe="scratch"),
-    Variant("lr3e-3", "lr 0.003", ["--lr", "0.003"]),
-    Variant("lr3e-4", "lr 0.0003", ["--lr", "0.0003"]),
-    Variant("size192", "input 192x144 (2.25x the pixels)", ["--img-size", "192 144"]),
-    Variant("epochs8", "8 epochs (twice the budget)", epochs=8),
-    Variant("no-crop", "no crop", crop=False),
-    Variant("no-neighbor", "no neighbor-age smoothing (uniform smoothing)", ["--loss", "smooth"]),
-    Variant("no-oversample", "no oversampling", ["--oversample", "0"]),
-    Variant("separate", "separate task models (3x the compute)", tasks="separate"),
-    Variant("age58", "age threshold 58 for the training labels", ["--age-upper", "58"]),
-    Variant("no-tta", "no TTA", tta=False, reuse="default"),
-    Variant("no-decay-norm-bias", "no weight decay on biases and norm layers", ["--set", "decay_norm_bias=false"]),
-    # the age options (issue 10)
-    Variant("ordinal", "age head ordinal (CORN)", ["--age-head", "ordinal"]),
-    Variant("regression", "age head regression (Huber)", ["--age-head", "regression"]),
-    Variant("tuned", "default + tuned per-class biases (OOF)", reuse="default", tune=True),
-    Variant("ordinal-tuned", "ordinal + tuned cut-offs and biases (OOF)", reuse="ordinal", tune=True),
-    Variant("drop-ages", "drop training ages 27-29, 57-59", ["--drop-ages", "27-29,57-59"]),
-    Variant("external", "external faces (utkface-extra, 2,823)", ["--external", "{external}"]),
-    Variant("gated", "gender-gated age head", ["--age-gate"]),
-    # the winners' recipe (issue 15)
-    Variant("halves", "half-image CutMix (left/right, any partner)", ["--cutmix", "1", "--cutmix-mode", "halves"]),
-    Variant(
-        "halves-rare",
-        "half-image CutMix, partner from the rarest age group",
-        ["--cutmix", "1", "--cutmix-mode", "halves", "--cutmix-partner", "rare"],
-    ),  # fmt: skip
-    Variant("ema", "EMA of the weights (decay 0.999, warmed up)", ["--ema", "0.999"]),
-    Variant("dropout", "dropout 0.2 before the heads (--head-dropout 0.2)", ["--head-dropout", "0.2"]),
-    Variant("final-fit", "final fit on every person (--fold none, same epochs)", fold="none"),
-    Variant("audit-exclude", "audit (5 folds) then --exclude the top 5% suspect persons", exclude_top=0.05),
-    Variant(
-        "crop-low",
-        "crop box lower and larger (margin 0.3, down-shift 0.25)",
-        crop_flags=["--margin", "0.3", "--down-shift", "0.25"],
-    ),  # fmt: skip
-    Variant("mask-styles", "mask restyling augmentation (--augment masks)", ["--augment", "masks"]),
-    # the face detector (issue 20): the same crop box, found by MTCNN first; then aligned by its landmarks
-    Variant("crop-mtcnn", "crop: MTCNN first (mtcnn,haar,center)", crop_flags=["--detectors", "mtcnn,haar,center"]),
-    Variant(
-        "crop-align",
-        "crop: MTCNN first, eyes levelled (--align)",
-        crop_flags=["--detectors", "mtcnn,haar,center", "--align"],
-    ),  # fmt: skip
-]
-AUDIT_EPOCHS = 4  # the audit run's budget per fold (5 folds): enough to rank, a third of a full run
+ROWS = {r.slug: r for r in [
+    Row("base", "base: the default recipe at 4 epochs (joint, crop, oversample 0.5, smoothing 0.1)"),
+    Row("anchor", "plain pretrained notebook (shared/anchors, 4 epochs, same crops and folds)", anchor=True),
+    Row("epochs2", "2 epochs", ["--epochs", "2"]),
+    Row("epochs8", "8 epochs", ["--epochs", "8"]),
+    Row("epochs12", "12 epochs (the default before this benchmark)", ["--epochs", "12"]),
+    Row("size160", "input 160x120 (1.56x the pixels)", ["--img-size", "160 120"]),
+    Row("external", "external faces (utkface-extra, 2,823, age and gender only)", ["--external", "{external}"]),
+    Row("no-oversample", "no oversampling", ["--oversample", "0"]),
+    Row("ema", "EMA of the weights (0.999)", ["--ema", "0.999"]),
+    Row("halves", "half-image CutMix", ["--cutmix", "1", "--cutmix-mode", "halves"]),
+    Row("f1-loss", "F1 loss", ["--loss", "f1"]),
+    Row("drop-ages", "drop training ages 27-29, 57-59", ["--drop-ages", "27-29,57-59"]),
+    Row("age-weight2", "age loss weight 2", ["--set", 'loss_weights={"mask": 1, "gender": 1, "age": 2}']),
+]}  # fmt: skip
 
 
-def run(cmd: list, log: Path) -> None:
+def run(cmd: list, log: Path) -> float:
+    """Run one command, its output appended to log; returns its wall seconds."""
     cmd = [str(c) for c in cmd]
     console.print(f"[dim]$ {shlex.join(cmd)}[/]")
+    t0 = time.time()
     with open(log, "a") as f:
         f.write(f"$ {shlex.join(cmd)}\n")
         f.flush()
         proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)} -- see {log}")
+    return time.time() - t0
 
 
-def maskcls(*args) -> list[str]:
-    return [sys.executable, "-m", "maskcls", *map(str, args)]
+def maskcls(*args) -> list:
+    return [sys.executable, "-m", "maskcls", *args]
 
 
-def audit_exclude(data: Path, out: Path, top: float, seed: int, log: Path) -> Path:
-    """Train every fold, audit, and write the top `top` share of suspect persons as an --exclude file."""
-    import pandas as pd
-
-    runs = out / "audit-runs"
-    if not (runs / "joint" / "oof.csv").is_file():
-        train = maskcls("train-joint", "--data", data, *RECIPE, "--epochs", AUDIT_EPOCHS, "--seed", seed)
-        run([*train, "--fold", "all", "--out", runs, "--name", "joint", "--cache-dir", out.parent / "cache"], log)
-    run(maskcls("audit", runs / "joint", "--out", out / "audit"), log)
-    sus = pd.read_csv(out / "audit" / "suspects.csv", dtype={"person": str, "stem": str}, keep_default_na=False)
-    persons = sus[sus["unit"] == "person"].drop_duplicates("person")
-    chosen = persons.head(round(top * len(persons)))
-    path = out / "exclude.csv"
-    chosen[["person", "stem", "head", "given", "predicted", "loss"]].to_csv(path, index=False)
-    return path
+# ---------------------------------------------------------------------------------------------- the pool
 
 
-def mask_by_style(pred: Path, answers: Path, faces: Path) -> dict:
-    """Mask macro-F1 per mask style: the faces of that style (worn, below the nose, on the chin) with
-    the bare faces (so all three states are present), as faces.csv names them."""
-    import pandas as pd
-    from sklearn.metrics import f1_score
+def build_pool(crops: Path, answers: Path, pool: Path) -> None:
+    """Every labelled person in the contest layout: train/ as cropped, eval/ persons from the answer key
+    (mask1..5 / incorrect_mask / normal by their mask label; race unknown). Hard links, no copies."""
+    if (pool / "train" / "images").is_dir():
+        return
+    tmp = pool.with_name(pool.name + ".tmp")
+    images = tmp / "train" / "images"
+    images.mkdir(parents=True)
+    for person in sorted((crops / "train" / "images").iterdir()):
+        if person.is_dir() and not person.name.startswith("."):
+            (images / person.name).mkdir()
+            for f in person.iterdir():
+                os.link(f, images / person.name / f.name)
+    key = pd.read_csv(answers, dtype={"person": str}).sort_values("ImageID")
+    for person, g in key.groupby("person"):
+        gender = "male" if g["gender"].iloc[0] == 0 else "female"
+        folder = images / f"{person}_{gender}_Unknown_{int(g['age'].iloc[0])}"
+        folder.mkdir()
+        for mask, rows in g.groupby("mask"):
+            for stem, image in zip(STEMS[int(mask)], rows["ImageID"], strict=True):
+                os.link(crops / "eval" / "images" / image, folder / f"{stem}{Path(image).suffix}")
+    os.replace(tmp, pool)
 
-    p = pd.read_csv(pred).merge(pd.read_csv(answers), on="ImageID").merge(pd.read_csv(faces), on="ImageID")
-    p["pred"] = p[["mask_0", "mask_1", "mask_2"]].to_numpy().argmax(1)
-    p["true"] = p["ans"] // 6
-    bare = p[p["style"] == "none"]
+
+def build_folds(pool: Path, folds: int, path: Path) -> pd.DataFrame:
+    """Person folds made once (StratifiedGroupKFold on the 18 classes, seed 0) and shared by every row and seed."""
+    from maskcls.data import scan_train
+    from maskcls.data.splits import assign_folds, save_folds
+
+    if not path.is_file():
+        save_folds(assign_folds(scan_train(pool).table, folds=folds, seed=0), path)
+    return pd.read_csv(path, dtype={"person": str})
+
+
+# ---------------------------------------------------------------------------------------------- the rows
+
+
+def held_out_predictions(run_dir: Path, pool: Path, folds: pd.DataFrame) -> pd.DataFrame:
+    """Every person's photos predicted (hflip TTA) by the last epoch of the fold model that held them out."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from maskcls.data import scan_train
+    from maskcls.data.dataset import FaceDataset
+    from maskcls.engine.inference import infer
+    from maskcls.engine.kinds import build_heads
+    from maskcls.models import load_for_inference
+
+    table = scan_train(pool).table.merge(folds, on="person")
+    parts = []
+    for k in sorted(table["fold"].unique()):
+        rows = table[table["fold"] == k].reset_index(drop=True)
+        model, ckpt = load_for_inference(run_dir / f"fold{k}" / "last.pt", torch.device("cpu"))
+        cfg = ckpt["config"]
+        loader = DataLoader(FaceDataset(rows["path"].tolist(), None, cfg["img_size"]), batch_size=64)
+        probs = infer(model, loader, torch.device("cpu"), build_heads(cfg), tta=True)
+        part = rows[["path", "person", "fold", "mask", "gender", "age", "class"]].copy()
+        for head, p in probs.items():
+            if head in ("mask", "gender", "age"):
+                part[[f"{head}_{i}" for i in range(p.shape[1])]] = p
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True)
+
+
+def train_row(row: Row, seed: int, pool: Path, out: Path, folds_csv: Path, nfolds: int, external: Path,
+              log: Path) -> float:  # fmt: skip
+    flags = [f.replace("{external}", str(external)) for f in row.flags]
+    cmd = maskcls("train-joint", "--data", pool, *BASE, *flags, "--seed", seed, "--folds", nfolds, "--fold", "all",
+                  "--set", f"folds_file={folds_csv}", "--out", out / "runs", "--name", f"{row.slug}-s{seed}",
+                  "--cache-dir", out / "cache")  # fmt: skip
+    return run(cmd, log)
+
+
+def anchor_row(seed: int, pool: Path, out: Path, folds: pd.DataFrame, log: Path) -> tuple[pd.DataFrame, float]:
+    """The notebook once per fold: train/ = the other folds' persons, eval/ = this fold's photos (hard links)."""
+    from maskcls import weights
+    from maskcls.data import scan_train
+
+    table = scan_train(pool).table.merge(folds, on="person")
+    found = weights.find_local("tv/mobilenet_v2")
+    seconds, parts = 0.0, []
+    for k in sorted(table["fold"].unique()):
+        work = out / "anchor" / f"fold{k}"
+        if not (work / "answers.npy").is_file():
+            build_anchor_fold(table, k, pool, work)
+            spy = [sys.executable, ROOT / "bench" / "anchor_spy.py", work / "answers.npy", ANCHOR, work,
+                   found.path, "--epochs", 4, "--size", 128, 96, "--seed", seed]  # fmt: skip
+            seconds += run(spy, log)
+        got = np.load(work / "answers.npy")
+        held = table[table["fold"] == k].sort_values("path").reset_index(drop=True)
+        if not (got[0] == held["class"].to_numpy()).all():
+            raise SystemExit(f"{work}: the notebook's answer key is not this fold's labels")
+        part = held[["path", "person", "fold", "mask", "gender", "age", "class"]].copy()
+        part["pred_class"] = got[1]
+        parts.append(part)
+    return pd.concat(parts, ignore_index=True), seconds
+
+
+def build_anchor_fold(table: pd.DataFrame, k: int, pool: Path, work: Path) -> None:
+    images = pool / "train" / "images"
+    (work / "train" / "images").mkdir(parents=True, exist_ok=True)
+    (work / "eval" / "images").mkdir(parents=True, exist_ok=True)
+    for person_dir in table.loc[table["fold"] != k, "path"].map(lambda p: Path(p).parent.name).unique():
+        dst = work / "train" / "images" / person_dir
+        if not dst.exists():
+            dst.mkdir()
+            for f in (images / person_dir).iterdir():
+                os.link(f, dst / f.name)
+    held = table[table["fold"] == k].sort_values("path").reset_index(drop=True)
+    ids = [f"{i:05d}.jpg" for i in range(len(held))]  # in path order: the order answers.npy comes back in
+    for image_id, path in zip(ids, held["path"], strict=True):
+        dst = work / "eval" / "images" / image_id
+        if not dst.exists():
+            os.link(path, dst)
+    pd.DataFrame({"ImageID": ids, "ans": 0}).to_csv(work / "eval" / "info.csv", index=False)
+    pd.DataFrame({"ImageID": ids, "ans": held["class"]}).to_csv(work / "eval_answers.csv", index=False)
+
+
+# ---------------------------------------------------------------------------------------------- the statistics
+
+
+def predicted_class(t: pd.DataFrame) -> np.ndarray:
+    if "pred_class" in t:
+        return t["pred_class"].to_numpy()
+    arg = {h: t[[c for c in t.columns if c.startswith(f"{h}_") and c[len(h) + 1 :].isdigit()]].to_numpy().argmax(1)
+           for h in ("mask", "gender", "age")}  # fmt: skip
+    return arg["mask"] * 6 + arg["gender"] * 3 + arg["age"]
+
+
+def person_confusions(t: pd.DataFrame, pred: np.ndarray, persons: np.ndarray) -> np.ndarray:
+    """(persons, 18 * 18) confusion counts of each person's photos: a resample's confusion is a weighted sum."""
+    person_idx = pd.Index(persons).get_indexer(t["person"])
+    cells = t["class"].to_numpy() * 18 + pred
+    m = np.zeros((len(persons), 18 * 18))
+    np.add.at(m, (person_idx, cells), 1)
+    return m
+
+
+def macro_f1(conf: np.ndarray) -> np.ndarray:
+    """Macro-F1 of (B, 324) confusions, over the classes present in truth or prediction (sklearn's rule)."""
+    c = conf.reshape(-1, 18, 18)
+    tp = np.einsum("bii->bi", c)
+    support, predicted = c.sum(2), c.sum(1)
+    present = (support + predicted) > 0
+    f1 = np.where(present, 2 * tp / np.maximum(support + predicted, 1e-12), 0.0)
+    return f1.sum(1) / present.sum(1)
+
+
+def log_losses(t: pd.DataFrame, persons: np.ndarray) -> dict[str, np.ndarray] | None:
+    """Per head, each person's summed log-loss over their photos (None for hard answers)."""
+    if "pred_class" in t:
+        return None
+    person_idx = pd.Index(persons).get_indexer(t["person"])
     out = {}
-    for style, g in p[p["style"] != "none"].groupby("style"):
-        both = pd.concat([g, bare])
-        out[style] = round(float(f1_score(both["true"], both["pred"], average="macro")), 4)
+    for h in ("mask", "gender", "age"):
+        p = t[[c for c in t.columns if c.startswith(f"{h}_") and c[len(h) + 1 :].isdigit()]].to_numpy()
+        nll = -np.log(np.clip(p[np.arange(len(t)), t[h].to_numpy()], 1e-7, 1))
+        out[h] = np.bincount(person_idx, nll, minlength=len(persons))
     return out
 
 
-def experiment(name: str, data: Path, out: Path, flags: list[str], tasks: str, tta: bool, epochs: int, seed: int,
-               answers: Path | None, log: Path, reuse_from: Path | None = None,
-               tune: bool = False, fold: str = "0", faces: Path | None = None,
-               recipe: list[str] = RECIPE) -> dict:  # fmt: skip
-    """Train (or reuse) the models of one variant, predict, submit; returns the scores and seconds."""
-    t0 = time.time()
-    out.mkdir(parents=True, exist_ok=True)
-    cache = out.parent / "cache"  # shared by the variants that train on the same images
-    preds = {}
-    for task in ["mask", "gender", "age"] if tasks == "separate" else ["joint"]:
-        run_dir = (reuse_from or out) / "runs" / task
-        if reuse_from is None:
-            train = maskcls(f"train-{task}", "--data", data, *recipe, *flags, "--epochs", epochs, "--seed", seed)
-            run([*train, "--fold", fold, "--out", str(out / "runs"), "--name", task, "--cache-dir", str(cache)], log)
-        preds[task] = out / f"{task}.csv"
-        if tune:
-            run(maskcls("tune-thresholds", run_dir), log)
-        predict = maskcls("predict", run_dir, "--data", data, "--out", preds[task], "--tuned" if tune else "--no-tuned")
-        run([*predict, *(["--tta"] if tta else [])], log)
-    cmd = maskcls("submit", "--data", data, "--out", out / "submissions")
-    for task, p in preds.items():
-        cmd += [f"--{task}", str(p)]
-    if answers is not None:
-        cmd += ["--answers", str(answers), "--score-json", str(out / "score.json")]
-    run(cmd, log)
-    result = {"name": name, "seconds": round(time.time() - t0), "seed": seed, "epochs": epochs}
-    val = json.loads((run_dir / ("fold-none" if fold == "none" else "fold0") / "metrics.json").read_text())["metrics"]
-    if "mae" in val.get("age", {}):  # an age head that predicts years: its validation MAE
-        result["val_age_mae"] = round(val["age"]["mae"], 2)
-    if answers is not None:
-        result.update(json.loads((out / "score.json").read_text()))
-    mask_pred = preds.get("joint", preds.get("mask"))
-    if answers is not None and faces is not None and faces.is_file() and mask_pred is not None:
-        result["mask_by_style"] = mask_by_style(mask_pred, answers, faces)
-    console.print(
-        f"{name}: " + (f"macro-F1 {result['class']['f1']:.4f}" if answers else "done") + f" ({result['seconds']} s)"
-    )
-    return result
+def paired(a: pd.DataFrame, b: pd.DataFrame, boot: int, seed: int = 0) -> dict:
+    """Row b minus row a on the same photos: Δ macro-F1 and Δ log-loss per head, person-bootstrap 95 %."""
+    a, b = a.sort_values("path").reset_index(drop=True), b.sort_values("path").reset_index(drop=True)
+    if not (a["path"].to_numpy() == b["path"].to_numpy()).all():
+        raise SystemExit("the two rows did not predict the same photos")
+    persons = np.sort(a["person"].unique())
+    ca, cb = person_confusions(a, predicted_class(a), persons), person_confusions(b, predicted_class(b), persons)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(len(persons), np.full(len(persons), 1 / len(persons)), size=boot).astype(float)
+    d = macro_f1(w @ cb) - macro_f1(w @ ca)
+    f1a, f1b = macro_f1(ca.sum(0, keepdims=True))[0], macro_f1(cb.sum(0, keepdims=True))[0]
+    out = {"f1": round(float(f1b), 4), "f1_base": round(float(f1a), 4), "delta": round(float(f1b - f1a), 4),
+           "lo": round(float(np.percentile(d, 2.5)), 4), "hi": round(float(np.percentile(d, 97.5)), 4)}  # fmt: skip
+    la, lb = log_losses(a, persons), log_losses(b, persons)
+    if la is not None and lb is not None:
+        n = len(a)
+        for h in la:
+            diff = (w @ (lb[h] - la[h])) / (w @ np.bincount(pd.Index(persons).get_indexer(a["person"]),
+                                                             minlength=len(persons)))  # fmt: skip
+            out[f"logloss_{h}"] = round(float(lb[h].sum() / n), 4)
+            lo, hi = np.percentile(diff, [2.5, 97.5])
+            mean = (lb[h] - la[h]).sum() / n
+            out[f"dlogloss_{h}"] = [round(float(mean), 4), round(float(lo), 4), round(float(hi), 4)]
+    return out
 
 
-def anchor(name: str, crops: Path, answers: Path | None, epochs: int, seed: int, log: Path) -> dict:
-    """The plain pretrained notebook on the same crops (it reads eval_answers.csv beside train/)."""
-    import re
+def head_f1(t: pd.DataFrame) -> dict[str, float]:
+    from sklearn.metrics import f1_score
 
-    from maskcls import weights
-
-    if answers is None or not ANCHOR.is_file():
-        raise SystemExit(f"the anchor row needs {ANCHOR} and eval_answers.csv")
-    shutil.copy(answers, crops / "eval_answers.csv")
-    found = weights.find_local("tv/mobilenet_v2")
-    t0 = time.time()
-    cmd = [sys.executable, ANCHOR, crops, found.path, "--epochs", epochs, "--size", 128, 96, "--seed", seed]
-    run(cmd, log)
-    last = [ln for ln in log.read_text().splitlines() if ln.startswith("RESULT")][-1]
-    num = r"([0-9.]+)"
-    m = re.search(rf"macro-F1 {num} acc {num} \| mask {num} gender {num} age {num}", last)
-    f1, acc, mask, gender, age = map(float, m.groups())
-    console.print(f"{name}: macro-F1 {f1:.4f} ({round(time.time() - t0)} s)")
-    heads = {"mask": {"f1": mask}, "gender": {"f1": gender}, "age": {"f1": age}}
-    return {"name": name, "seconds": round(time.time() - t0), "seed": seed, "epochs": epochs,
-            "class": {"f1": f1, "acc": acc}, **heads}  # fmt: skip
+    pred = predicted_class(t)
+    guess = {"mask": pred // 6, "gender": (pred // 3) % 2, "age": pred % 3}
+    return {h: round(float(f1_score(t[h], guess[h], average="macro")), 4) for h in guess}
 
 
-def slug_of(name: str) -> str:
-    """The slug of a row written before rows carried one (matched by its name)."""
-    return next((v.slug for v in ABLATIONS if v.name == name), name)
-
-
-def row(table: Table, r: dict) -> None:
-    if "class" in r:
-        table.add_row(r["name"], f"{r['class']['f1']:.4f}", f"{r['class']['acc']:.4f}",
-                      *[f"{r[t]['f1']:.3f}" for t in ("mask", "gender", "age")], str(r.get("val_age_mae", "")),
-                      str(r["seconds"]))  # fmt: skip
-    else:
-        table.add_row(r["name"], "-", "-", "-", "-", "-", "", str(r["seconds"]))
-
-
-def new_table(title: str) -> Table:
-    t = Table(title=title)
-    for c in ("variant", "macro-F1", "accuracy", "mask F1", "gender F1", "age F1", "val age MAE", "seconds"):
-        t.add_column(c, justify="left" if c == "variant" else "right")
-    return t
+# ---------------------------------------------------------------------------------------------- main
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", nargs="?", type=Path, default=ROOT.parent / "shared" / "data" / "maskproxy-dev")
-    ap.add_argument(
-        "out",
-        nargs="?",
-        type=Path,
-        default=None,
-        help="default bench/results/quality-pretrained (--recipe scratch: bench/results/quality)",
-    )
-    ap.add_argument("--ablations", action="store_true", help="also run the ablation table")
-    ap.add_argument("--only-ablations", action="store_true", help="skip the default full-budget run")
-    ap.add_argument("--seeds", type=int, default=3, help="seeds of the default variant in the ablation table")
-    ap.add_argument("--epochs", type=int, default=12, help="default run budget (about 50 s an epoch on 2 cores)")
-    ap.add_argument("--ablation-epochs", type=int, default=4, help="the plain notebook's budget")
-    ap.add_argument("--recipe", choices=sorted(RECIPES), default="pretrained", help="the base recipe of every row")
-    ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--external", type=Path, default=ROOT.parent / "shared" / "data" / "utkface-extra" / "images",
-                    help="UTKFace-named faces for the external-faces row")  # fmt: skip
-    ap.add_argument("--variants", help="comma-separated ablation slugs to (re)run; their rows replace those in "
-                    "OUT/quality.json, the others are kept (implies --ablations --only-ablations)")  # fmt: skip
+    ap.add_argument("data", nargs="?", type=Path, default=SHARED / "data" / "maskproxy-dev")
+    ap.add_argument("out", nargs="?", type=Path, default=ROOT / "bench" / "results" / "quality-oof")
+    ap.add_argument("--rows", default="base", help=f"comma-separated rows to (re)run: {', '.join(ROWS)}")
+    ap.add_argument("--seed", type=int, default=42, help="training seed (the folds stay fixed)")
+    ap.add_argument("--folds", type=int, default=3)
+    ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
+    ap.add_argument("--external", type=Path, default=SHARED / "data" / "utkface-extra" / "images")
+    ap.add_argument("--report", action="store_true", help="only print the table of the rows already run")
     args = ap.parse_args()
-    chosen = ABLATIONS
-    if args.variants:
-        slugs = args.variants.split(",")
-        unknown = sorted(set(slugs) - {v.slug for v in ABLATIONS})
-        if unknown:
-            ap.error(f"unknown variant(s) {unknown}; known: {', '.join(v.slug for v in ABLATIONS)}")
-        chosen = [next(v for v in ABLATIONS if v.slug == slug) for slug in dict.fromkeys(slugs)]  # in the order given
-        args.ablations = args.only_ablations = True
-    recipe = RECIPES[args.recipe]
-    default_out = "quality-pretrained" if args.recipe == "pretrained" else "quality"
-    data, out = args.data.resolve(), (args.out or ROOT / "bench" / "results" / default_out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    log = out / "quality.log"
+    unknown = sorted(set(args.rows.split(",")) - set(ROWS))
+    if unknown:
+        ap.error(f"unknown row(s) {unknown}; known: {', '.join(ROWS)}")
+    data, out = args.data.resolve(), args.out.resolve()
     answers = data / "eval_answers.csv"
-    answers = answers if answers.is_file() else None
-    t0 = time.time()
-    crops = out / "crops"
-    # Haar first, though `crop` now defaults to MTCNN first: every row measured so far stands on these crops,
-    # so they stay comparable; the crop-mtcnn row is the default chain's (README, "Quality").
-    run(maskcls("crop", "--data", data, "--out", crops, "--detectors", "haar,center", "--size", "256 192"), log)
-    keep = args.variants and (out / "quality.json").is_file()
-    previous = json.loads((out / "quality.json").read_text()) if keep else {}
-    report: dict = {**previous, "data": str(data), "recipe": recipe, "crop_seconds": round(time.time() - t0)}
+    if not answers.is_file():
+        ap.error(f"{answers}: the pool needs the eval answer key (ImageID,ans,mask,gender,age,person)")
+    out.mkdir(parents=True, exist_ok=True)
+    log, report_path = out / "quality.log", out / "quality.json"
+    report = json.loads(report_path.read_text()) if report_path.is_file() else {"rows": {}}
+    crops, pool = out / "crops", out / "pool"
+    # Haar first and 256x192, as every earlier row: the crops all rows of every era stand on
+    if not (crops / "crop.json").is_file():
+        run(maskcls("crop", "--data", data, "--out", crops, "--detectors", "haar,center", "--size", "256 192"), log)
+    build_pool(crops, answers, pool)
+    folds_csv = out / "folds.csv"
+    folds = build_folds(pool, args.folds, folds_csv)
+    report.update(
+        data=str(data),
+        base=BASE,
+        folds=args.folds,
+        persons=int(folds["person"].nunique()),
+        protocol="k-fold OOF, every labelled person, last epoch, hflip TTA, folds fixed (seed 0)",
+    )
+    preds = out / "preds"
+    preds.mkdir(exist_ok=True)
+    for slug in [] if args.report else args.rows.split(","):
+        row, key = ROWS[slug], f"{slug}-s{args.seed}"
+        if row.anchor:
+            table, seconds = anchor_row(args.seed, pool, out, folds, log)
+        else:
+            if "{external}" in row.flags and not args.external.is_dir():
+                raise SystemExit(f"{args.external}: no external faces for the {slug} row")
+            seconds = train_row(row, args.seed, pool, out, folds_csv, args.folds, args.external, log)
+            table = held_out_predictions(out / "runs" / key, pool, folds)
+        table.to_csv(preds / f"{key}.csv", index=False)
+        report["rows"][key] = {"slug": slug, "name": row.name, "seed": args.seed, "cpu_seconds": round(seconds),
+                               "threads": os.cpu_count(), **head_f1(table)}  # fmt: skip
+        report_path.write_text(json.dumps(report, indent=2) + "\n")
+    compare(report, preds, args.boot)
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(f"wrote {report_path}")
 
-    if not args.only_ablations:
-        main_run = experiment("default recipe", crops, out / "default", [], "joint", True, args.epochs, args.seed,
-                              answers, log, recipe=recipe)  # fmt: skip
-        main_run["seconds_with_crop"] = main_run["seconds"] + report["crop_seconds"]
-        report["default"] = main_run
-        t = new_table(f"default recipe, {args.epochs} epochs, fold 0 (crop {report['crop_seconds']} s)")
-        row(t, main_run)
-        console.print(t)
 
-    if args.ablations:
-        results = []
-        for v in chosen:
-            reuse = out / "ablations" / v.reuse if v.reuse else None
-            src = crops if v.crop else data
-            if v.crop_flags:  # its own crop box: its own crops folder
-                src = out / f"crops-{v.slug}"
-                run(maskcls("crop", "--data", data, "--out", src, "--detectors", "haar,center", "--size", "256 192",
-                            *v.crop_flags), log)  # fmt: skip
-            if "{external}" in v.flags and not args.external.is_dir():
-                console.print(f"[yellow]skipped {v.slug}: no external faces at {args.external}[/]")
-                continue
-            flags = [f.replace("{external}", str(args.external)) for f in v.flags]
-            if v.exclude_top:
-                ablation = out / "ablations" / v.slug
-                ablation.mkdir(parents=True, exist_ok=True)
-                flags += ["--exclude", str(audit_exclude(src, ablation, v.exclude_top, args.seed, log))]
-            epochs = v.epochs or args.ablation_epochs
-            if v.anchor:
-                results.append(anchor(v.name, src, answers, epochs, args.seed, log))
-            else:
-                base = RECIPES[v.recipe] if v.recipe else recipe
-                results.append(experiment(v.name, src, out / "ablations" / v.slug, flags, v.tasks, v.tta, epochs,
-                                          args.seed, answers, log, reuse_from=reuse, tune=v.tune, fold=v.fold,
-                                          faces=data / "faces.csv", recipe=base))  # fmt: skip
-            results[-1]["slug"] = v.slug
-            (out / "quality.partial.json").write_text(
-                json.dumps(results, indent=2) + "\n"
-            )  # a cut-off run keeps its rows
-            if v.slug == "default" and args.seeds > 1:  # --seeds 1 keeps the seed rows already measured
-                report["seeds"] = [results[-1]] + [
-                    experiment(
-                        f"default, seed {args.seed + k}",
-                        crops,
-                        out / "ablations" / f"default-seed{k}",
-                        v.flags,
-                        v.tasks,
-                        v.tta,
-                        args.ablation_epochs,
-                        args.seed + k,
-                        answers,
-                        log,
-                        recipe=recipe,
-                    )  # fmt: skip
-                    for k in range(1, args.seeds)
-                ]
-        fresh = {r["slug"] for r in results}
-        order = [v.slug for v in ABLATIONS]
-        kept = [r for r in previous.get("ablations", []) if r.get("slug", slug_of(r["name"])) not in fresh]
-        report["ablations"] = sorted([*kept, *results], key=lambda r: order.index(r.get("slug", slug_of(r["name"]))))
-        results = report["ablations"]
-        for r in results:  # rows measured before the per-style figures existed, whose predictions are here
-            pred = out / "ablations" / r.get("slug", slug_of(r["name"])) / "joint.csv"
-            if "mask_by_style" not in r and answers is not None and (data / "faces.csv").is_file() and pred.is_file():
-                r["mask_by_style"] = mask_by_style(pred, answers, data / "faces.csv")
-        t = new_table(f"ablations: {args.ablation_epochs} epochs each, fold 0, seed {args.seed}")
-        for r in results:
-            row(t, r)
-        console.print(t)
-        styled = [r for r in results if "mask_by_style" in r]
-        if styled:
-            styles = sorted(styled[0]["mask_by_style"])
-            t = Table(title="mask macro-F1 by mask style (that style's faces + the bare faces)")
-            for c in ("variant", *styles, "worst"):
-                t.add_column(c, justify="left" if c == "variant" else "right")
-            for r in styled:
-                f = r["mask_by_style"]
-                t.add_row(r["name"], *[f"{f[k]:.3f}" for k in styles], f"{min(f.values()):.3f}")
-            console.print(t)
-        if answers is not None and "seeds" in report:
-            import numpy as np
+def compare(report: dict, preds: Path, boot: int) -> None:
+    """Every row against the base at its seed (base rows at other seeds against base-s42: the seed noise)."""
+    rows = report["rows"]
+    table = Table(title=f"paired against the base, {report.get('persons')} persons, {report.get('folds')}-fold OOF; "
+                        "Δ [95 % person bootstrap]")  # fmt: skip
+    for c in ("row", "seed", "macro-F1", "Δ macro-F1", "Δ log-loss mask", "Δ log-loss gender", "Δ log-loss age",
+              "mask F1", "gender F1", "age F1", "CPU min"):  # fmt: skip
+        table.add_column(c, justify="left" if c == "row" else "right")
+    first_base = min((r["seed"] for r in rows.values() if r["slug"] == "base"), default=None)
+    for key, r in rows.items():
+        ref = f"base-s{first_base if r['slug'] == 'base' else r['seed']}"
+        if ref not in rows or not (preds / f"{key}.csv").is_file():
+            continue
+        if key != ref:
+            r["vs"] = ref
+            r.update(paired(pd.read_csv(preds / f"{ref}.csv"), pd.read_csv(preds / f"{key}.csv"), boot))
+        else:
+            r.update(paired(pd.read_csv(preds / f"{ref}.csv"), pd.read_csv(preds / f"{key}.csv"), 1))
+            r.update(delta=0.0, lo=0.0, hi=0.0)
 
-            f1 = np.array([s["class"]["f1"] for s in report["seeds"]])
-            report["seed_spread"] = {"mean": float(f1.mean()), "std": float(f1.std(ddof=1)) if len(f1) > 1 else 0.0,
-                                     "min": float(f1.min()), "max": float(f1.max()), "n": len(f1)}  # fmt: skip
-            s = report["seed_spread"]
-            console.print(f"default variant over {s['n']} seeds: macro-F1 {s['mean']:.4f} ± {s['std']:.4f} "
-                          f"(min {s['min']:.4f}, max {s['max']:.4f})")  # fmt: skip
-    report["total_seconds"] = round(time.time() - t0)
-    (out / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
-    console.print(f"wrote {out / 'quality.json'} ({report['total_seconds']} s in all)")
+        def ll(h: str, r=r, is_ref=key == ref) -> str:
+            d = r.get(f"dlogloss_{h}")
+            return "" if d is None else ("ref" if is_ref else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+
+        table.add_row(r["name"], str(r["seed"]), f"{r['f1']:.4f}",
+                      "ref" if key == ref else f"{r['delta']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]",
+                      ll("mask"), ll("gender"), ll("age"), f"{r['mask']:.3f}", f"{r['gender']:.3f}", f"{r['age']:.3f}",
+                      f"{r['cpu_seconds'] / 60:.1f}")  # fmt: skip
+    console.print(table)
 
 
 if __name__ == "__main__":
