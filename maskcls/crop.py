@@ -292,22 +292,31 @@ def _report(console: Console, counts: Counter, failed: list[str], no_face: list[
 def crop_in_memory(paths: list[str], record: dict, workers: int = 2, console: Console | None = None,
                    **detector_options) -> list[np.ndarray]:  # fmt: skip
     """RGB crops of image files with the settings of a crop.json record (nothing is written)."""
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        images = list(pool.map(_read, paths))
+    for path, img in zip(paths, images, strict=True):
+        if img is None:
+            raise MaskclsError(f"{path}: cannot read image (unreadable or truncated)")
+    found = crop_images(images, record, workers, **detector_options)
+    no_face = [path for path, (_, _, name) in zip(paths, found, strict=True) if name == NO_FACE]
+    if no_face and console is not None:
+        console.print(f"[yellow]{len(no_face)} photo(s) with no face found by any detector[/] (kept whole), e.g. "
+                      + ", ".join(no_face[:5]))  # fmt: skip
+    return [crop for crop, _, _ in found]
+
+
+def crop_images(images: list[np.ndarray], record: dict, workers: int = 2,
+                **detector_options) -> list[tuple[np.ndarray, tuple[int, int, int, int], str]]:  # fmt: skip
+    """(crop, rectangle cut (x0, y0, x1, y1), detector name) of RGB images, as a crop.json record says."""
     settings = CropSettings(size=tuple(record["size"]), margin=record["margin"], down_shift=record["down_shift"],
                             align=bool(record.get("align", False)))  # fmt: skip
     options = {"threshold": record.get("retinaface_threshold"), "weights": record.get("retinaface_weights"),
                **detector_options}  # fmt: skip
     chain = build_detectors(record["detectors"], **{k: v for k, v in options.items() if v is not None})
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        images = list(pool.map(_read, paths))
-        for path, img in zip(paths, images, strict=True):
-            if img is None:
-                raise MaskclsError(f"{path}: cannot read image (unreadable or truncated)")
-        crops, no_face = [], []
-        for path, img, (name, face) in zip(paths, images, _detect_chain(chain, images, pool), strict=True):
-            if name == NO_FACE:
-                no_face.append(path)
-            crops.append(cut(img, face, settings)[0])
-    if no_face and console is not None:
-        console.print(f"[yellow]{len(no_face)} photo(s) with no face found by any detector[/] (kept whole), e.g. "
-                      + ", ".join(no_face[:5]))  # fmt: skip
-    return crops
+        faces = _detect_chain(chain, images, pool)
+    out = []
+    for img, (name, face) in zip(images, faces, strict=True):
+        crop, rect, _ = cut(img, face, settings)
+        out.append((crop, rect, name))
+    return out

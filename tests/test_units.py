@@ -198,7 +198,7 @@ LAYERS = [
     {"config", "data", "detectors"},
     {"models", "runs"},
     {"engine"},
-    {"crop", "demo", "eda", "post"},
+    {"crop", "demo", "eda", "post", "predictor"},
     {"cli", "commands", "__main__"},
 ]
 RANK = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -10,7 +10,8 @@ from maskcls.commands.options import run_dirs
 
 def predict_command(
     runs: Annotated[
-        list[Path], typer.Argument(help="Run directories (every fold*/best.pt is used) or checkpoints.", exists=True)
+        list[Path],
+        typer.Argument(help="Run directories (every fold*/best.pt), checkpoints, or one exported file.", exists=True),
     ],
     data: Annotated[
         Path | None,

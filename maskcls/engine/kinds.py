@@ -96,7 +96,9 @@ class Ordinal(Years):
         return F.binary_cross_entropy_with_logits(logits.float()[known], targets[known])
 
     def cumulative(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.cumprod(torch.sigmoid(logits.float()), dim=1)
+        # the running product of the sigmoids, as exp(cumsum(log)): the same numbers, and an exportable graph
+        # (ONNX has CumSum but no CumProd)
+        return torch.exp(torch.cumsum(F.logsigmoid(logits.float()), dim=1))
 
 
 @KINDS.register("regression")

@@ -28,6 +28,7 @@ from maskcls.engine.kinds import build_heads
 from maskcls.errors import MaskclsError, warn
 from maskcls.heads import marginals
 from maskcls.models import load_for_inference
+from maskcls.post.export import Exported, is_exported
 from maskcls.post.probs import AGE_UPPER
 from maskcls.post.tune import apply_tuned, load_tuned
 from maskcls.progress import LogProgress
@@ -86,18 +87,23 @@ def crop_source(paths: list[str], ckpt_cfg, console: Console, memo: dict):
     memo keeps the crops of each crop.json, so the folds of a run detect faces once."""
     import json
 
-    import cv2
-
-    from maskcls.crop import crop_in_memory
-
     record_path = Path(ckpt_cfg["data"] or "") / "crop.json"
     if not record_path.is_file():
         raise MaskclsError(f"--crop: the run trained on {ckpt_cfg['data']}, which has no crop.json (not crop output)")
     if record_path not in memo:
-        memo[record_path] = crop_in_memory(paths, json.loads(record_path.read_text()), console=console)
+        memo[record_path] = cropped(paths, json.loads(record_path.read_text()), ckpt_cfg["img_size"], console)
         console.print(f"cropped {len(paths)} photos with the settings of {record_path}")
-    crops = memo[record_path]
-    h, w = ckpt_cfg["img_size"]
+    return memo[record_path]
+
+
+def cropped(paths: list[str], record: dict, size, console: Console):
+    """A FaceDataset source: each photo cut as a crop.json record says, resized to size (H, W) as crops are."""
+    import cv2
+
+    from maskcls.crop import crop_in_memory
+
+    crops = crop_in_memory(paths, record, console=console)
+    h, w = size
     return lambda i: cv2.resize(crops[i], (w, h), interpolation=cv2.INTER_AREA)
 
 
@@ -122,6 +128,11 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
     first, as the run's training images were. out=None writes nothing (the table is returned).
     """
     console = console or Console()
+    exported = [r for r in runs if is_exported(r)]
+    if exported:
+        if len(runs) > 1:
+            raise MaskclsError(f"{exported[0]}: an exported file is a whole ensemble already; give it alone")
+        return predict_exported(exported[0], data, out, tta, batch_size, console, images, crop)
     ctx = distributed.setup(device)  # under torchrun: each rank predicts every world-th image
     console.quiet = not ctx.main
     dev = distributed.device(ctx, device)
@@ -173,4 +184,41 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
     io.write_csv(out, table)
     console.print(f"wrote {out}: {len(table)} images, {len(checkpoints)} checkpoint(s), heads {', '.join(total)}"
                   f"{', hflip TTA' if tta else ''}")  # fmt: skip
+    return table
+
+
+def predict_exported(path: Path, data: Path | None, out: Path | None, tta: bool, batch_size: int, console: Console,
+                     images: str | Path | None = None, crop: bool = False) -> pd.DataFrame:  # fmt: skip
+    """predict's table from an exported file (maskcls export), through the same crop and resize."""
+    model = Exported(path)
+    if tta and not model.meta.get("tta"):
+        raise MaskclsError(f"--tta: {path} was exported without it (maskcls export --tta puts it in the graph)")
+    ev = image_table(images) if images is not None else scan_eval(data).table
+    if out is not None:
+        io.check_writable(out)
+    paths = ev["path"].tolist()
+    source = None
+    if crop:
+        if model.meta.get("crop") is None:
+            raise MaskclsError(f"--crop: {path} was exported from runs trained on uncropped data (no crop record)")
+        source = cropped(paths, model.meta["crop"], model.size, console)
+    ds = FaceDataset(paths, None, model.size, source=source)
+    chunks: dict[str, list[np.ndarray]] = {}
+    with LogProgress(console=console, transient=True) as progress:
+        task = progress.add_task(str(path), total=len(ds))
+        for x, _ in DataLoader(ds, batch_size=batch_size, num_workers=auto_workers(torch.device("cpu"))):
+            for head, p in model.run(x.numpy()).items():
+                chunks.setdefault(head, []).append(p)
+            progress.update(task, advance=len(x))
+    probs = {h: np.concatenate(v) for h, v in chunks.items()}
+    table = probs_table(ev["ImageID"], {h: probs[h] for h in ("class", "mask", "gender", "age") if h in probs})
+    if "age" in probs:
+        table[AGE_UPPER] = model.age_upper
+    if images is not None:
+        table = decoded(table, model.age_upper)
+    if out is not None:
+        io.write_csv(out, table)
+        console.print(f"wrote {out}: {len(table)} images, {path.name} ({model.meta['format']}, "
+                      f"{len(model.meta['sources'])} checkpoint(s)), heads {', '.join(probs)}"
+                      f"{', hflip TTA' if model.meta.get('tta') else ''}")  # fmt: skip
     return table
