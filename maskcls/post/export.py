@@ -160,8 +160,9 @@ def export(runs: list[Path], fmt: str, out: Path, tuned: bool = True, tta: bool 
         raise MaskclsError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     if out.suffix.lower() not in FORMATS[fmt]:
         raise MaskclsError(f"--out {out}: a {fmt} file's name ends in {' or '.join(FORMATS[fmt])}")
-    for r in runs:  # a run folder is an input: nothing is written inside it
-        io.check_apart(out, "--out", {"run": r if Path(r).is_dir() else Path(r).parent})
+    for r in map(Path, runs):  # a run folder is an input: nothing is written inside it
+        run = Run.of_checkpoint(r) if r.is_file() else None
+        io.check_apart(out, "--out", {"run": run.dir if run else r})
     io.check_writable(out)
     ensemble = build_ensemble(runs, tuned=tuned, tta=tta)
     h, w = ensemble.meta["input"]["size"]
