@@ -15,7 +15,7 @@ import torch
 from maskcls import config
 from maskcls.errors import MaskclsError
 from maskcls.heads import HEADS
-from tests.conftest import TINY, run_cli
+from tests.conftest import SMOKE, TINY, run_cli
 
 
 def train(capsys, tmp_path, data, task, *extra):
@@ -207,3 +207,41 @@ def test_contest_recipe_preset_resolves_for_every_task():
     for task in ("mask", "gender", "age", "joint"):
         cfg = config.resolve(task, config.CONFIG_DIR / "contest-recipe.json")
         assert cfg.task == task and cfg.pretrained and cfg.backbone == "efficientnet_b4" and cfg.fold == "all"
+
+
+def _wait_for(path, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while time.time() < deadline and not path.exists():
+        time.sleep(0.1)
+    assert path.exists(), f"{path} never appeared"
+
+
+@pytest.mark.slow
+def test_a_failing_or_interrupted_training_never_removes_a_neighbour_in_the_same_new_out(demo_data, tmp_path):
+    """Two trainings into one new --out (a sweep): Ctrl-C on one, or one failing at its first step, leaves the
+    other's run and the shared cache whole; the failed run's own folder is gone."""
+    out = tmp_path / "sweep"
+    base = [sys.executable, "-m", "maskcls", "train-joint", "--data", str(demo_data), "--out", str(out), *SMOKE]
+    # 1. A (slow) is running when B finishes; then Ctrl-C on A
+    slow = subprocess.Popen([*base, "--img-size", "256", "192", "--epochs", "3", "--batch-size", "4", "--name", "A"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    _wait_for(out / "A")
+    done = subprocess.run([*base, "--name", "B"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert slow.poll() is None, "A finished before it could be interrupted"
+    os.kill(slow.pid, signal.SIGINT)
+    slow.wait(60)
+    assert not (out / "A").exists()
+    assert (out / "B" / "fold0" / "best.pt").is_file() and (out / "B" / "oof.csv").is_file()
+    assert any((out / "cache").iterdir())
+    # 2. C fails at its first step (a NaN loss) while D trains into a fresh --out: D finishes, its run intact
+    out2 = tmp_path / "sweep2"
+    base2 = [a if a != str(out) else str(out2) for a in base]
+    trains = subprocess.Popen([*base2, "--epochs", "2", "--name", "D"], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    _wait_for(out2 / "D")
+    nan = subprocess.run([*base2, "--name", "C", "--set", 'loss_weights={"age": NaN}'], capture_output=True, text=True)
+    assert nan.returncode == 2 and "nan" in nan.stderr.lower(), nan.stderr
+    log, _ = trains.communicate(timeout=300)
+    assert trains.returncode == 0, log
+    assert not (out2 / "C").exists() and (out2 / "D" / "fold0" / "best.pt").is_file()

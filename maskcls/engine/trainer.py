@@ -6,8 +6,10 @@ learns (engine/kinds.py); sampling, mixing, validation, checkpoints and resume a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -304,12 +306,14 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
             callbacks.append(WandbCallback(cfg.wandb_project, run_dir))
         summaries, fold_ids = _train_folds(cfg, table, run_dir, callbacks, resume is None, ctx)
     except BaseException:
-        # A new run that never finished an epoch holds nothing to resume: remove it (and an --out
-        # folder this call made), so a fixed command gets the same name, not a `-2` suffix.
+        # A new run that never finished an epoch holds nothing to resume: remove it, so a fixed command gets
+        # the same name, not a `-2` suffix. Only the run folder this call made goes: --out may be shared (a
+        # sweep starts several trainings into one new folder), so it is removed only when left empty.
         if resume is None and ctx.main and not any(run_dir.glob("fold*/last.pt")):
             shutil.rmtree(run_dir, ignore_errors=True)
             if not out_existed:
-                shutil.rmtree(cfg.out, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    os.rmdir(cfg.out)  # not empty: another run's files, or a cache others may be reading
         raise
     if ctx.main:
         for cb in callbacks:
