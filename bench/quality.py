@@ -297,7 +297,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", nargs="?", type=Path, default=SHARED / "data" / "maskproxy-dev")
     ap.add_argument("out", nargs="?", type=Path, default=ROOT / "bench" / "results" / "quality-oof")
-    ap.add_argument("--rows", default="base", help=f"comma-separated rows to (re)run: {', '.join(ROWS)}")
+    ap.add_argument("--rows", "--variants", default="base", help=f"comma-separated rows to (re)run: {', '.join(ROWS)}")
     ap.add_argument("--seed", type=int, default=42, help="training seed (the folds stay fixed)")
     ap.add_argument("--folds", type=int, default=3)
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")

@@ -1,6 +1,9 @@
 """Quality on real faces: the full pipeline under a fixed CPU budget, ablations, seed spread.
 
-    bench/quality.sh [DATA_DIR [OUT_DIR]] [--ablations] [--seeds 3] [--epochs 12] [--ablation-epochs 6]
+    bench/quality.sh --fold0 [DATA_DIR [OUT_DIR]] [--ablations] [--seeds 3] [--epochs 12] [--ablation-epochs 6]
+
+The earlier protocol: one fold's model scored on the 200 dev eval persons. Its rows sit inside their own noise
+(README, "Quality"); bench/quality.py, the paired out-of-fold protocol over all 800 persons, replaced it.
 
 Every stage is a plain `maskcls` call, printed before it runs. Works for any DATA_DIR in the
 contest layout; scores are printed only when DATA_DIR/eval_answers.csv (ImageID,ans) exists.
