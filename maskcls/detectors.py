@@ -61,6 +61,8 @@ DETECTORS = Registry("detector")
 
 def build_detectors(names: list[str], **options) -> list:
     """The chain of detectors, in order; each knows its registry name (`.name`, in boxes.csv)."""
+    if not names:
+        raise MaskclsError(f"--detectors: an empty chain finds no face; name one or more of {', '.join(DETECTORS)}")
     unknown = [n for n in names if n not in DETECTORS]
     if unknown:
         raise MaskclsError(f"unknown detector {unknown[0]!r} (known: {', '.join(DETECTORS)})")

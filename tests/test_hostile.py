@@ -248,3 +248,26 @@ def test_runs_skips_a_run_with_a_broken_metrics_file_and_shows_the_rest(tiny_joi
     code, out, err = run_cli(capsys, "runs", tmp_path / "runs")
     assert code == 0, err
     assert "warning: skipped" in err and "bad" in err and "good" in out and "1 runs below" in out
+
+
+# tuned.json is read like every probability table: malformed biases are one line, never applied ------------
+@pytest.mark.slow
+@pytest.mark.parametrize("bias,problem", [
+    ('[NaN, 0, 0]', "finite"), ('[Infinity, -Infinity, 0]', "finite"), ('[1e308, 0, 0]', "within ±20"),
+    ('[0.5]', "must be 3 numbers"), ('["x", 0, 0]', "must be 3 numbers"), (None, "'bias' list"),
+])  # fmt: skip
+def test_a_malformed_tuned_json_is_one_line_and_predicts_nothing(tiny_joint, demo_data, tmp_path, capsys, bias,
+                                                                  problem):  # fmt: skip
+    run = tmp_path / "run"
+    shutil.copytree(tiny_joint, run)
+    entry = '{"cutoffs": [30, 60]}' if bias is None else f'{{"bias": {bias}}}'
+    (run / "tuned.json").write_text(f'{{"heads": {{"mask": {entry}}}}}')
+    code, _, err = run_cli(capsys, "predict", run, "--data", demo_data, "--out", tmp_path / "p.csv")
+    assert code == 2 and problem in err and "tuned.json: head 'mask'" in err, err
+    assert err.strip().count("\n") == 0 and not (tmp_path / "p.csv").exists()
+
+
+@pytest.mark.parametrize("chain", ["", ",", " , "])
+def test_an_empty_detector_chain_is_refused(demo_data, tmp_path, capsys, chain):
+    code, _, err = run_cli(capsys, "crop", "--data", demo_data, "--out", tmp_path / "c", "--detectors", chain)
+    assert code == 2 and "--detectors: an empty chain finds no face" in err and not (tmp_path / "c").exists()

@@ -142,12 +142,6 @@ def expected_age(cum: torch.Tensor) -> torch.Tensor:
     return (int(AGES[0]) - 1) + cum.sum(1)
 
 
-def check_cutoffs(cutoffs) -> None:
-    lo, hi = int(AGES[0]) + 1, int(AGES[-1])
-    if not (lo <= cutoffs[0] < cutoffs[1] <= hi):
-        raise ValueError(f"age cut-offs {cutoffs} must rise within {lo}..{hi}")
-
-
 def build_heads(cfg, cutoffs=None) -> dict:
     """{head name: kind object} for the heads the config's task trains, in order.
 

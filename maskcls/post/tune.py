@@ -130,7 +130,33 @@ def load_tuned(path: Path | None) -> dict:
         heads = json.loads(path.read_text())["heads"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise MaskclsError(f"{path}: not a tune-thresholds file (rerun maskcls tune-thresholds)") from None
+    if not isinstance(heads, dict):
+        raise MaskclsError(f"{path}: 'heads' is not a mapping of head names (rerun maskcls tune-thresholds)")
+    for head, choice in heads.items():
+        check_choice(path, head, choice)
     return heads
+
+
+BIAS_LIMIT = 20.0  # tune chooses biases in [-2, 2]; beyond this a bias is no tuning but an override
+
+
+def check_choice(path: Path, head: str, choice) -> None:
+    """One head's entry of tuned.json: a finite bias per class of the head, cut-offs rising within AGES."""
+    where = f"{path}: head {head!r}"
+    if head not in HEADS or not isinstance(choice, dict) or "bias" not in choice:
+        raise MaskclsError(f"{where}: not a head with a 'bias' list (rerun maskcls tune-thresholds)")
+    bias, n = choice["bias"], HEADS[head].size()
+    if not (isinstance(bias, list) and len(bias) == n and all(isinstance(b, int | float) and not isinstance(b, bool)
+                                                                for b in bias)):  # fmt: skip
+        raise MaskclsError(f"{where}: 'bias' must be {n} numbers, one per class (got {str(bias)[:80]})")
+    if not all(np.isfinite(b) and abs(b) <= BIAS_LIMIT for b in bias):
+        raise MaskclsError(f"{where}: every bias must be finite and within ±{BIAS_LIMIT:g} (got {bias})")
+    if "cutoffs" in choice:
+        cut = choice["cutoffs"]
+        lo, hi = int(AGES[0]) + 1, int(AGES[-1])
+        if not (isinstance(cut, list) and len(cut) == 2 and all(isinstance(c, int) for c in cut)
+                and lo <= cut[0] < cut[1] <= hi):  # fmt: skip
+            raise MaskclsError(f"{where}: 'cutoffs' must be two whole ages rising within {lo}..{hi} (got {cut})")
 
 
 def apply_tuned(probs: dict[str, np.ndarray], tuned: dict) -> dict[str, np.ndarray]:
