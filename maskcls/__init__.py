@@ -4,7 +4,13 @@
 so `import maskcls` and `maskcls --help` stay instant.
 """
 
+import os
+
 __version__ = "0.1.0"
+
+# albumentations asks the network for its newest version when imported (a warning on every offline
+# training); its documented switch turns that off for this process, before anything imports it.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 __all__ = ["Predictor", "__version__"]
 
 

@@ -128,10 +128,9 @@ def report(index: TrainIndex, eval_index: EvalIndex | None, console: Console, ag
 
 def plots(index: TrainIndex, out: str | Path, age_upper: int, per_class: int = 4, seed: int = 0) -> list[Path]:
     """Write age_hist.png, class_bars.png and samples.png (a grid per class) into out."""
-    import matplotlib
+    from maskcls.plots import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     out = Path(out)
     make_dir(out, "--plots")

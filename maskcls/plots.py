@@ -6,13 +6,28 @@ image (read at 100 % zoom), not for a notebook.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot, headless, its font cache and settings in a folder of this process's own.
+
+    Without MPLCONFIGDIR, matplotlib writes ~/.cache/matplotlib and ~/.config/matplotlib on the first
+    plot: outside every folder the user named. A temporary folder, removed when the process ends.
+    """
+    if "MPLCONFIGDIR" not in os.environ and "matplotlib" not in sys.modules:
+        import atexit
+        import shutil
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="maskcls-matplotlib-")
+        atexit.register(shutil.rmtree, folder, True)
+        os.environ["MPLCONFIGDIR"] = folder
     import matplotlib
 
     matplotlib.use("Agg")
@@ -24,7 +39,7 @@ def _plt():
 def _save(fig, path: Path, dpi: int = 100) -> Path:
     from maskcls import io
 
-    plt = _plt()
+    plt = pyplot()
     fig.tight_layout()
     io.atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
     plt.close(fig)
@@ -35,7 +50,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], pat
     """Row-normalised colours (each true class's recall spread), counts written in every non-empty cell."""
     from sklearn.metrics import confusion_matrix
 
-    plt = _plt()
+    plt = pyplot()
     n = len(names)
     cm = confusion_matrix(y_true, y_pred, labels=list(range(n)))
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -59,7 +74,7 @@ def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], pat
 
 def plot_curves(histories: dict[int, pd.DataFrame], path: Path, title: str) -> Path:
     """Train loss, validation macro-F1 per head and LR by epoch; one line style per fold."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     styles = ["-", "--", ":", "-."]
     colors = {"class": "black", "mask": "tab:blue", "gender": "tab:orange", "age": "tab:green"}
@@ -92,7 +107,7 @@ def plot_curves(histories: dict[int, pd.DataFrame], path: Path, title: str) -> P
 
 def plot_per_class_f1(per_class: list[float], names: list[str], path: Path, title: str) -> Path:
     """One bar per class (its F1), the macro-F1 as a line: the rare classes that cost the score stand out."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 4.8))
     values = np.asarray(per_class)
     bars = ax.bar(range(len(names)), values, color=["tab:red" if v < values.mean() else "tab:blue" for v in values])
@@ -111,7 +126,7 @@ def plot_suspects(suspects: pd.DataFrame, path: Path, cols: int = 6) -> Path:
     """A grid of audit suspects: each photo titled with its person, head, given and predicted label."""
     import cv2
 
-    plt = _plt()
+    plt = pyplot()
     n = max(len(suspects), 1)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 3.1), squeeze=False)

@@ -3,6 +3,8 @@ writes outside the folder named, FIFOs that block, JPEGs cut short with an end m
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -271,3 +273,20 @@ def test_a_malformed_tuned_json_is_one_line_and_predicts_nothing(tiny_joint, dem
 def test_an_empty_detector_chain_is_refused(demo_data, tmp_path, capsys, chain):
     code, _, err = run_cli(capsys, "crop", "--data", demo_data, "--out", tmp_path / "c", "--detectors", chain)
     assert code == 2 and "--detectors: an empty chain finds no face" in err and not (tmp_path / "c").exists()
+
+
+def test_plots_and_imports_write_nothing_under_home(demo_data, tmp_path):
+    """matplotlib's font cache and settings go to a folder of the process's own (removed at exit), and
+    albumentations' update check is off: a fresh $HOME stays empty after eda --plots."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "NO_ALBUMENTATIONS_UPDATE")}
+    env.update(HOME=str(home), XDG_CACHE_HOME=str(home / ".cache"), XDG_CONFIG_HOME=str(home / ".config"))
+    code = ("import os, maskcls, albumentations; print(os.environ['NO_ALBUMENTATIONS_UPDATE']); "
+            "from maskcls.cli import main; "
+            "raise SystemExit(main(['eda', '--data', os.environ['D'], '--plots', os.environ['P']]))")
+    done = subprocess.run([sys.executable, "-c", code], env={**env, "D": str(demo_data), "P": str(tmp_path / "plots")},
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("1\n") and (tmp_path / "plots" / "samples.png").is_file()
+    assert list(home.rglob("*")) == []
