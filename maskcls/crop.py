@@ -194,6 +194,9 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
     console = console or Console()
     data, out = Path(data), Path(out)
     io.check_apart(out, "--out", {"--data": data})  # crops written over their own photos lose the photos
+    if not (out / "crop.json").is_file() and any((out / p).exists() for p in ("train/images", "eval/info.csv")):
+        raise MaskclsError(f"--out {out} holds a data set that is not crop output (no crop.json): crops and tables "
+                           "written there would replace and mix with its own: write to a folder of its own")
     jobs = list_jobs(data)
     record = recorded_settings(settings, detectors, detector_options)
     check_settings(out, record, force)

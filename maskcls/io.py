@@ -72,11 +72,14 @@ def _free_bytes(folder: Path) -> int | None:
         return None
 
 
-def check_apart(out: str | Path, out_flag: str, inputs: dict[str, str | Path]) -> None:
-    """An output folder that is, contains, or lies inside an input folder is refused before anything
-    is written: paths are resolved, so `D`, `D/`, `/abs/D` and a symlink to D are all D."""
+def check_apart(out: str | Path, out_flag: str, inputs: dict[str, str | Path | None]) -> None:
+    """The one rule of every command: an output (file or folder) that is, contains, or lies inside an input
+    (data set, run folder, input file) is refused before anything is written. Paths are resolved, so `D`,
+    `D/`, `/abs/D` and a symlink to D (or into it) are all D; inputs given as None are skipped."""
     o = Path(out).resolve()
     for flag, path in inputs.items():
+        if path is None:
+            continue
         i = Path(path).resolve()
         if o == i or o.is_relative_to(i) or i.is_relative_to(o):
             where = "is" if o == i else "lies inside" if o.is_relative_to(i) else "contains"

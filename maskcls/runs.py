@@ -170,6 +170,15 @@ def new_run_dir(out: str | Path, name: str) -> Path:
             raise MaskclsError(f"--out {out}: cannot create {candidate.name} ({e.strerror or e})") from None
 
 
+def run_inputs(runs: list[Path]) -> dict[str, Path]:
+    """Each run folder given (a checkpoint's run, or the loose checkpoint itself): inputs, never outputs."""
+    out = {}
+    for r in map(Path, runs):
+        run = Run.of_checkpoint(r) if r.is_file() else None
+        out[f"run {r}"] = run.dir if run is not None else r
+    return out
+
+
 def fold_checkpoints(run_dir: str | Path, which: str = "best.pt") -> list[Path]:
     """Every fold's checkpoint of a run directory (or the checkpoint file itself)."""
     run_dir = Path(run_dir)

@@ -14,7 +14,7 @@ import pytest
 
 from maskcls.data.dataset import _imdecode, read_image
 from maskcls.errors import MaskclsError
-from tests.conftest import TINY, run_cli
+from tests.conftest import SMOKE, TINY, run_cli, subset
 
 
 def poisoned_jpeg(src, dst, keep: float = 0.5) -> None:
@@ -290,3 +290,36 @@ def test_plots_and_imports_write_nothing_under_home(demo_data, tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("1\n") and (tmp_path / "plots" / "samples.png").is_file()
     assert list(home.rglob("*")) == []
+
+
+# no command's output may overlap any of its inputs (io.check_apart, one rule) ------------------------------
+@pytest.mark.slow
+def test_no_command_writes_over_or_into_its_inputs(tiny_joint, demo_data, tmp_path, capsys):
+    data = subset(demo_data, tmp_path, n_eval=14, n_persons=4)
+    other = subset(demo_data, tmp_path / "other", n_eval=7, n_persons=2)
+    run = tmp_path / "runs" / "r"
+    shutil.copytree(tiny_joint, run)
+    preds = tmp_path / "p.csv"
+    assert run_cli(capsys, "predict", run, "--data", data, "--out", preds)[0] == 0
+    copy = tmp_path / "q.csv"
+    shutil.copy(preds, copy)
+    (tmp_path / "into").symlink_to(data / "train" / "images")
+    cases = [
+        (["predict", run, "--data", data, "--out", data / "eval" / "info.csv"], "lies inside --data"),
+        (["predict", run, "--data", data, "--out", run / "oof.csv"], "lies inside run"),
+        (["ensemble", preds, copy, "--out", preds], "is input"),
+        (["pseudo-label", "--joint", preds, "--data", data, "--out", data / "train" / "train.csv"], "inside --data"),
+        (["runs", tmp_path / "runs", "--csv", run / "oof.csv"], "lies inside run"),
+        (["submit", "--joint", preds, "--data", data, "--out", data / "eval"], "lies inside --data"),
+        (["crop", "--data", data, "--out", other, "--detectors", "center"], "holds a data set that is not crop output"),
+        (["train-joint", "--data", data, *SMOKE, "--out", tmp_path / "into"], "lies inside --data"),
+        (["cache", "--data", data, "--size", "32", "--cache-dir", tmp_path / "into" / "c"], "lies inside --data"),
+    ]
+    before = {p: p.read_bytes() for p in [*data.rglob("*.csv"), *other.rglob("*.csv"), preds, run / "oof.csv"]}
+    listing = sorted(str(p) for p in [*data.rglob("*"), *other.rglob("*")])
+    for args, needle in cases:
+        code, _, err = run_cli(capsys, *args)
+        assert code == 2 and needle in err, (args[0], err)
+        assert err.strip().count("\n") == 0, err
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(str(p) for p in [*data.rglob("*"), *other.rglob("*")]) == listing

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from maskcls import io
 from maskcls.commands.options import DataDir
 
 
@@ -27,6 +28,7 @@ def cache_command(
 
     console = Console()
     h, w = parse_img_size(size, "--size")
+    io.check_apart(cache_dir, "--cache-dir", {"--data": data})
     paths = scan_train(data).table["path"].tolist()
     if (data / "eval").exists():
         paths += scan_eval(data).table["path"].tolist()

@@ -46,6 +46,7 @@ def runs_command(
         if str(csv) == "-":
             sys.stdout.write(table[[*COLUMNS, "best"]].to_csv(index=False))
             return
+        io.check_apart(csv, "--csv", {f"run {r}": r for r in table["run"]})  # a run's own oof.csv, say
         io.write_csv(csv, table[[*COLUMNS, "best"]])
     t = Table(title=f"{len(table)} runs below {root} (* best of its task)")
     for c in COLUMNS:

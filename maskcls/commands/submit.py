@@ -88,9 +88,12 @@ def pseudo_label_command(
     """
     from rich.console import Console
 
+    from maskcls import io
     from maskcls.post.pseudo import pseudo_label, write_pseudo
 
-    df = pseudo_label(_sources(mask, gender, age, joint), data, threshold, age_upper)
+    sources = _sources(mask, gender, age, joint)
+    io.check_apart(out, "--out", {"--data": data, **{f"--{task}": p for task, p in sources.items()}})
+    df = pseudo_label(sources, data, threshold, age_upper)
     write_pseudo(df, out)
     Console().print(f"wrote {out}: {len(df)} confident images (threshold {threshold})")
 

@@ -284,6 +284,10 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     elif cfg.data is None:
         raise MaskclsError("no data folder: pass --data DIR (the folder holding train/ and eval/)")
     # Bad input fails before a run directory exists, so a typo leaves no empty run behind.
+    inputs = {"--data": cfg.data, "--external": cfg.external}
+    io.check_apart(cfg.out, "--out", inputs)  # a run written into the data set would make it unreadable
+    if cfg.cache_dir:
+        io.check_apart(cfg.cache_dir, "--cache-dir", inputs)
     check_backbone(cfg.backbone)
     if resume is None:  # one weights file, recorded with its SHA-256 in config.json (models.pin_weights)
         console.print(weights.describe(pin_weights(cfg)))

@@ -51,6 +51,7 @@ def ensemble(paths: list[Path], weights: list[float] | None = None, method: str 
 
 
 def write_ensemble(paths: list[Path], out: Path, weights=None, method: str = "mean") -> pd.DataFrame:
+    io.check_apart(out, "--out", {f"input {p}": p for p in paths})
     df = ensemble(paths, weights, method)
     io.write_csv(out, df)
     return df

@@ -31,7 +31,7 @@ from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, classes
 from maskcls.models import load_for_inference
 from maskcls.post.tune import load_tuned
-from maskcls.runs import Run, agree, fold_checkpoints
+from maskcls.runs import Run, agree, fold_checkpoints, run_inputs
 
 FORMATS = {"onnx": (".onnx",), "torchscript": (".torchscript", ".pt")}  # format -> the file names it writes
 INPUT = "images"
@@ -160,9 +160,7 @@ def export(runs: list[Path], fmt: str, out: Path, tuned: bool = True, tta: bool 
         raise MaskclsError(f"--format {fmt!r}: one of {', '.join(FORMATS)}")
     if out.suffix.lower() not in FORMATS[fmt]:
         raise MaskclsError(f"--out {out}: a {fmt} file's name ends in {' or '.join(FORMATS[fmt])}")
-    for r in map(Path, runs):  # a run folder is an input: nothing is written inside it
-        run = Run.of_checkpoint(r) if r.is_file() else None
-        io.check_apart(out, "--out", {"run": run.dir if run else r})
+    io.check_apart(out, "--out", run_inputs(runs))  # a run folder is an input: nothing is written inside it
     io.check_writable(out)
     ensemble = build_ensemble(runs, tuned=tuned, tta=tta)
     h, w = ensemble.meta["input"]["size"]

@@ -32,7 +32,7 @@ from maskcls.post.export import Exported, is_exported
 from maskcls.post.probs import AGE_UPPER
 from maskcls.post.tune import apply_tuned, load_tuned
 from maskcls.progress import LogProgress
-from maskcls.runs import Run, agree, fold_checkpoints
+from maskcls.runs import Run, agree, fold_checkpoints, run_inputs
 from maskcls.runtime import auto_workers
 
 
@@ -66,6 +66,14 @@ def image_table(images: str | Path) -> pd.DataFrame:
     if not files:
         raise MaskclsError(f"--images {images}: no .jpg/.jpeg/.png photos found")
     return pd.DataFrame({"ImageID": ids, "path": [str(p) for p in files]})
+
+
+def image_dir(images: str | Path | None) -> Path | None:
+    """The folder --images reads (a glob's folder too), an input nothing may be written into."""
+    if images is None:
+        return None
+    path = Path(images)
+    return path if path.is_dir() else path.parent
 
 
 def decoded(table: pd.DataFrame, age_upper: int) -> pd.DataFrame:
@@ -139,6 +147,7 @@ def predict(runs: list[Path], data: Path | None, out: Path | None, tta: bool = F
     ev = image_table(images) if images is not None else scan_eval(data).table
     checkpoints = [c for r in runs for c in fold_checkpoints(r)]
     if ctx.main and out is not None:
+        io.check_apart(out, "--out", {"--data": data, "--images": image_dir(images), **run_inputs(runs)})
         io.check_writable(out)  # before the inference work, not after it
         io.clean_stale_temps(Path(out).parent)
     mine = distributed.shard(len(ev), ctx)
@@ -195,6 +204,7 @@ def predict_exported(path: Path, data: Path | None, out: Path | None, tta: bool,
         raise MaskclsError(f"--tta: {path} was exported without it (maskcls export --tta puts it in the graph)")
     ev = image_table(images) if images is not None else scan_eval(data).table
     if out is not None:
+        io.check_apart(out, "--out", {"--data": data, "exported file": path, "--images": image_dir(images)})
         io.check_writable(out)
     paths = ev["path"].tolist()
     source = None
