@@ -40,7 +40,7 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 ANCHOR = SHARED / "anchors" / "plain_finetune.py"
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 200)  # a log gets the whole table
 
 # The base recipe, spelled out so that editing args.json cannot silently move the reference every row is
 # paired with. It is args.json + configs/joint.json at the notebook's budget (4 epochs, 128x96).
@@ -340,7 +340,7 @@ def main() -> None:
             seconds = train_row(row, args.seed, pool, out, folds_csv, args.folds, args.external, log)
             table = held_out_predictions(out / "runs" / key, pool, folds)
         table.to_csv(preds / f"{key}.csv", index=False)
-        report["rows"][key] = {"slug": slug, "name": row.name, "seed": args.seed, "cpu_seconds": round(seconds),
+        report["rows"][key] = {"slug": slug, "name": row.name, "seed": args.seed, "wall_seconds": round(seconds),
                                "threads": os.cpu_count(), **head_f1(table)}  # fmt: skip
         report_path.write_text(json.dumps(report, indent=2) + "\n")
     compare(report, preds, args.boot)
@@ -354,7 +354,7 @@ def compare(report: dict, preds: Path, boot: int) -> None:
     table = Table(title=f"paired against the base, {report.get('persons')} persons, {report.get('folds')}-fold OOF; "
                         "Δ [95 % person bootstrap]")  # fmt: skip
     for c in ("row", "seed", "macro-F1", "Δ macro-F1", "Δ log-loss mask", "Δ log-loss gender", "Δ log-loss age",
-              "mask F1", "gender F1", "age F1", "CPU min"):  # fmt: skip
+              "mask F1", "gender F1", "age F1", "wall min"):  # fmt: skip
         table.add_column(c, justify="left" if c == "row" else "right")
     first_base = min((r["seed"] for r in rows.values() if r["slug"] == "base"), default=None)
     for key, r in rows.items():
@@ -372,11 +372,13 @@ def compare(report: dict, preds: Path, boot: int) -> None:
             d = r.get(f"dlogloss_{h}")
             return "" if d is None else ("ref" if is_ref else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
 
-        table.add_row(r["name"], str(r["seed"]), f"{r['f1']:.4f}",
+        table.add_row(r["slug"], str(r["seed"]), f"{r['f1']:.4f}",
                       "ref" if key == ref else f"{r['delta']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]",
                       ll("mask"), ll("gender"), ll("age"), f"{r['mask']:.3f}", f"{r['gender']:.3f}", f"{r['age']:.3f}",
-                      f"{r['cpu_seconds'] / 60:.1f}")  # fmt: skip
+                      f"{r.get('wall_seconds', r.get('cpu_seconds', 0)) / 60:.1f}")  # fmt: skip
     console.print(table)
+    for r in rows.values():
+        console.print(f"[dim]{r['name']}[/]")
 
 
 if __name__ == "__main__":
