@@ -181,10 +181,24 @@ def read_csv(path: Path, required: list[str], **kw):
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MaskclsError(f"{path}: unreadable CSV ({first})") from None
+    header = _header(path)  # pandas renames a repeated column (x, x.1): the first would silently win
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise MaskclsError(f"{path}: column {twice[0]!r} appears {header.count(twice[0])} times in the header")
     missing = [c for c in required if c not in df.columns]
     if missing:
         raise MaskclsError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(map(str, df.columns))})")
     return df
+
+
+def _header(path: Path) -> list[str]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            return [c.strip() for c in next(csv.reader(f), [])]
+    except (OSError, csv.Error):
+        return []
 
 
 def write_csv(path: str | Path, df, **kw) -> Path:

@@ -85,6 +85,7 @@ class Run:
         from maskcls.settings import RESUME_KEYS
 
         own = self.config  # first: a corrupt config.json is the error to report
+        self.check_config_matches_checkpoint(RESUME_KEYS)
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         refused = [k for k in given if k not in RESUME_KEYS]
         if refused:
@@ -98,6 +99,24 @@ class Run:
         if cfg.epochs < done:
             raise MaskclsError(f"--epochs {cfg.epochs}: {self.dir} has already trained {done} epochs")
         return cfg
+
+    def check_config_matches_checkpoint(self, free: tuple[str, ...] | list[str]) -> None:
+        """config.json must say what the run's last.pt trained with: the checkpoint is the record, and a
+        hand-edited config.json (another age_upper, lr, head_dropout ...) is one line naming the key."""
+        from maskcls.config import load_json
+        from maskcls.io import torch_load
+
+        last = sorted(self.dir.glob("fold*/last.pt"))
+        if not last:
+            return
+        saved = torch_load(last[0]).get("config", {})
+        written = load_json(self.dir / "config.json")
+        for key in written:
+            if key in free or key not in saved:
+                continue
+            if json.dumps(written[key], sort_keys=True) != json.dumps(saved[key], sort_keys=True):
+                raise MaskclsError(f"{self.dir / 'config.json'}: {key} is {written[key]!r}, but {last[0]} trained "
+                                   f"with {saved[key]!r}: a run's config is not edited (start a new run instead)")
 
     @property
     def final(self) -> bool:
@@ -126,9 +145,40 @@ class Run:
             raise MaskclsError(f"{self.dir}: a final fit (--fold none) validates nothing, so it has no out-of-fold "
                                "rows; use the run that chose its recipe")  # fmt: skip
         oof = read_csv(self.oof_path, list(required), dtype={"person": str, "path": str})
+        if oof.empty:
+            raise MaskclsError(f"{self.oof_path}: no out-of-fold rows (a header only)")
         if not check_probs(oof, self.oof_path, key="path"):
             raise MaskclsError(f"{self.oof_path}: no probability columns (expected e.g. mask_0..mask_2)")
+        check_oof_labels(oof, self.oof_path)
         return oof
+
+
+def check_oof_labels(oof: pd.DataFrame, path: Path) -> None:
+    """Each photo once; every label a class of its head; `class` the one its mask, gender and age make."""
+    from maskcls import labels
+    from maskcls.heads import HEADS
+
+    twice = oof["path"].duplicated()
+    if twice.any():
+        i = int(twice.to_numpy().argmax())
+        raise MaskclsError(f"{path}: row {i + 2}: photo {oof['path'].iloc[i]} appears more than once")
+    for head in ("mask", "gender", "age", "class"):
+        if head not in oof:
+            continue
+        v = pd.to_numeric(oof[head], errors="coerce")
+        bad = ~v.between(0, HEADS[head].size() - 1) | (v != v.round())
+        if bad.any():
+            i = int(bad.to_numpy().argmax())
+            raise MaskclsError(f"{path}: row {i + 2}, column {head}: {str(oof[head].iloc[i])!r} is not a {head} label "
+                               f"(0..{HEADS[head].size() - 1})")  # fmt: skip
+    if {"mask", "gender", "age", "class"} <= set(oof):
+        made = labels.encode(oof["mask"].astype(int), oof["gender"].astype(int), oof["age"].astype(int))
+        off = (oof["class"].astype(int) != made).to_numpy()
+        if off.any():
+            i = int(off.argmax())
+            row = oof.iloc[i]
+            raise MaskclsError(f"{path}: row {i + 2}: class {row['class']} contradicts its mask, gender and age "
+                               f"({row['mask']}, {row['gender']}, {row['age']})")  # fmt: skip
 
 
 def agree(configs: dict[str, dict], key: str = "age_upper", what: str = "age thresholds"):

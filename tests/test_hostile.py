@@ -1,6 +1,7 @@
 """What a hostile test battery broke, each case as it was reproduced: outputs over their own inputs,
 writes outside the folder named, FIFOs that block, JPEGs cut short with an end marker appended."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -323,3 +324,55 @@ def test_no_command_writes_over_or_into_its_inputs(tiny_joint, demo_data, tmp_pa
         assert err.strip().count("\n") == 0, err
     assert {p: p.read_bytes() for p in before} == before
     assert sorted(str(p) for p in [*data.rglob("*"), *other.rglob("*")]) == listing
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tamper,needle", [
+    ("duplicate", "appears more than once"), ("contradict", "contradicts its mask, gender and age"),
+    ("mask7", "column mask: '7' is not a mask label"), ("header", "no out-of-fold rows"),
+])  # fmt: skip
+def test_every_reader_of_oof_refuses_duplicates_contradictions_and_bad_labels(tiny_joint, tmp_path, capsys, tamper,
+                                                                               needle):  # fmt: skip
+    run = tmp_path / "run"
+    shutil.copytree(tiny_joint, run)
+    oof = pd.read_csv(run / "oof.csv", dtype=str)
+    if tamper == "duplicate":
+        oof = pd.concat([oof, oof.iloc[[3]]])
+    elif tamper == "contradict":
+        oof.loc[2, "class"] = str((int(oof.loc[2, "class"]) + 1) % 18)
+    elif tamper == "mask7":
+        oof.loc[2, "mask"] = "7"
+    else:
+        oof = oof.iloc[:0]
+    oof.to_csv(run / "oof.csv", index=False)
+    for cmd in (["score", run], ["tune-thresholds", run], ["audit", run, "--out", tmp_path / "audit"]):
+        code, _, err = run_cli(capsys, *cmd)
+        assert code == 2 and needle in err and "Traceback" not in err, (cmd[0], err)
+    assert not (run / "tuned.json").exists() and not (tmp_path / "audit").exists()
+
+
+def test_a_prediction_file_with_a_repeated_column_is_refused(demo_data, tmp_path, capsys):
+    from tests.conftest import random_probs
+
+    ids = pd.read_csv(demo_data / "eval" / "info.csv")["ImageID"]
+    table = random_probs(ids, 0)
+    table["age_upper"] = 60
+    text = table.to_csv(index=False).splitlines()
+    path = tmp_path / "p.csv"
+    path.write_text("\n".join([text[0] + ",age_upper"] + [row + ",58" for row in text[1:]]) + "\n")
+    for cmd in (["ensemble", path, path, "--out", tmp_path / "e.csv"], ["submit", "--joint", path, "--data", demo_data,
+                                                                        "--out", tmp_path / "s"]):  # fmt: skip
+        code, _, err = run_cli(capsys, *cmd)
+        assert code == 2 and "column 'age_upper' appears 2 times" in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key,value", [("age_upper", 58), ("lr", 0.5), ("head_dropout", 0.5)])
+def test_resume_refuses_a_config_json_edited_after_training(demo_data, tmp_path, capsys, key, value):
+    args = ["train-joint", "--data", demo_data, "--out", tmp_path, *SMOKE, "--name", "r"]
+    assert run_cli(capsys, *args)[0] == 0
+    config = json.loads((tmp_path / "r" / "config.json").read_text())
+    config[key] = value
+    (tmp_path / "r" / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(capsys, "train-joint", "--resume", tmp_path / "r", "--epochs", "2")
+    assert code == 2 and f"config.json: {key} is {value!r}, but" in err and "trained with" in err, err
