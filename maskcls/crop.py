@@ -146,7 +146,10 @@ def load_done(boxes_csv: Path, out: Path) -> dict[str, list]:
     """Rows already recorded whose crop exists (failed rows are retried)."""
     if not boxes_csv.exists():
         return {}
-    df = pd.read_csv(boxes_csv, on_bad_lines="skip", dtype={"path": str})  # a killed run may leave a torn last line
+    try:  # a killed run may leave a torn last line; another crop into this --out, a file not yet written
+        df = pd.read_csv(boxes_csv, on_bad_lines="skip", dtype={"path": str})
+    except pd.errors.EmptyDataError:
+        return {}
     df = df.dropna(subset=["detector"]).reindex(columns=BOX_COLUMNS)  # older files: no angle, no landmarks
     done = df[(df["detector"] != "failed") & df["path"].map(lambda p: (out / p).is_file())]
     return {r.path: list(r) for r in done[BOX_COLUMNS].itertuples(index=False)}

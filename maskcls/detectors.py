@@ -281,7 +281,8 @@ class MTCNNDetector:
         out: list[list[Box]] = [[] for _ in images]
         by_shape: dict[tuple, list[int]] = {}
         for i, img in enumerate(images):  # MTCNN batches images of one size
-            by_shape.setdefault(img.shape, []).append(i)
+            if min(img.shape[:2]) >= 12:  # its smallest window: a smaller image holds no face it can find
+                by_shape.setdefault(img.shape, []).append(i)
         for shape, idx in by_shape.items():
             min_face = max(12.0, self.MIN_FACE * min(shape[:2]))
             with self.torch.inference_mode():

@@ -93,6 +93,25 @@ def predict_classes(probs: dict[str, np.ndarray]) -> np.ndarray:
     return labels.encode(*(probs[h].argmax(1) for h in FACTORS))
 
 
+def check_labels(df, source) -> None:
+    """The label columns of a table (mask, gender, age, class, where present): whole numbers naming a class
+    of their head, or a one-line MaskclsError naming the file, the row and the column."""
+    import pandas as pd
+
+    from maskcls.errors import MaskclsError
+
+    for head in ("mask", "gender", "age", "class"):
+        if head not in df:
+            continue
+        v = pd.to_numeric(df[head], errors="coerce")
+        bad = (~v.between(0, HEADS[head].size() - 1) | (v != v.round())).to_numpy()
+        if bad.any():
+            i = int(bad.argmax())
+            article = "an" if head[0] in "aeiou" else "a"
+            raise MaskclsError(f"{source}: row {i + 2}, column {head}: {str(df[head].iloc[i])!r} is not {article} "
+                               f"{head} label (0..{HEADS[head].size() - 1})")  # fmt: skip
+
+
 SUM_TOLERANCE = 1e-3
 
 

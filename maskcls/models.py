@@ -91,6 +91,8 @@ def tv_backbone(name: str, img_size) -> tuple[nn.Module, tuple[str, ...], tuple,
     import torchvision.models as tvm
 
     kwargs = {"image_size": img_size[0]} if weights.tv_name(name).startswith("vit_") else {}
+    if weights.tv_name(name) in AUX_HEADS:  # training-only auxiliary classifiers: not built, their file tensors unused
+        kwargs.update(aux_logits=False, transform_input=True, init_weights=False)  # as for their ImageNet weights
     try:
         net = tvm.get_model(weights.tv_name(name), weights=None, **kwargs)
     except Exception as e:  # e.g. a ViT whose patch size does not divide the size
@@ -100,7 +102,12 @@ def tv_backbone(name: str, img_size) -> tuple[nn.Module, tuple[str, ...], tuple,
         raise MaskclsError(f"--backbone {name}: no linear classifier to replace (not supported as a backbone)")
     parent, _, attr = linears[-1].rpartition(".")
     setattr(net.get_submodule(parent) if parent else net, attr, nn.Identity())
-    return net, (linears[-1],), *IMAGENET
+    return net, (linears[-1], *AUX_HEADS.get(weights.tv_name(name), ())), *IMAGENET
+
+
+# torchvision models with auxiliary classifiers (their outputs would reach the heads; inception's is too small
+# below 299 px): the modules a checkpoint holds for them, dropped like its classifier
+AUX_HEADS = {"googlenet": ("aux1", "aux2"), "inception_v3": ("AuxLogits",)}
 
 
 # backbone families: a name prefix -> its builder (the timm one takes every other name)

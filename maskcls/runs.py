@@ -156,21 +156,13 @@ class Run:
 def check_oof_labels(oof: pd.DataFrame, path: Path) -> None:
     """Each photo once; every label a class of its head; `class` the one its mask, gender and age make."""
     from maskcls import labels
-    from maskcls.heads import HEADS
+    from maskcls.heads import check_labels
 
     twice = oof["path"].duplicated()
     if twice.any():
         i = int(twice.to_numpy().argmax())
         raise MaskclsError(f"{path}: row {i + 2}: photo {oof['path'].iloc[i]} appears more than once")
-    for head in ("mask", "gender", "age", "class"):
-        if head not in oof:
-            continue
-        v = pd.to_numeric(oof[head], errors="coerce")
-        bad = ~v.between(0, HEADS[head].size() - 1) | (v != v.round())
-        if bad.any():
-            i = int(bad.to_numpy().argmax())
-            raise MaskclsError(f"{path}: row {i + 2}, column {head}: {str(oof[head].iloc[i])!r} is not a {head} label "
-                               f"(0..{HEADS[head].size() - 1})")  # fmt: skip
+    check_labels(oof, path)
     if {"mask", "gender", "age", "class"} <= set(oof):
         made = labels.encode(oof["mask"].astype(int), oof["gender"].astype(int), oof["age"].astype(int))
         off = (oof["class"].astype(int) != made).to_numpy()

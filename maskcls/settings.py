@@ -255,7 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("name", None, "Run name (default TASK-BACKBONE).", kind="text", panel=RUN, check=run_name),
     S("wandb", False, "Log to Weights & Biases (offline without an API key; WANDB_MODE wins).", panel=RUN,
       resume=True),
-    S("wandb_project", "maskcls", "The Weights & Biases project."),
+    S("wandb_project", "maskcls", "The Weights & Biases project.", check=run_name),
 )
 # fmt: on
 del S

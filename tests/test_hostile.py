@@ -376,3 +376,18 @@ def test_resume_refuses_a_config_json_edited_after_training(demo_data, tmp_path,
     (tmp_path / "r" / "config.json").write_text(json.dumps(config))
     code, _, err = run_cli(capsys, "train-joint", "--resume", tmp_path / "r", "--epochs", "2")
     assert code == 2 and f"config.json: {key} is {value!r}, but" in err and "trained with" in err, err
+
+
+def test_small_oddities_that_were_tracebacks_are_answers_or_one_line(demo_data, tmp_path, capsys):
+    from maskcls.detectors import build_detectors
+
+    mtcnn = build_detectors(["mtcnn"])[0]  # an image under MTCNN's 12 px window holds no face it can find
+    assert mtcnn.detect([np.zeros((8, 30, 3), np.uint8), np.zeros((11, 11, 3), np.uint8)]) == [[], []]
+    code, _, err = run_cli(capsys, "config", "show", "--task", "joint", "--set", "wandb_project=../../../x")
+    assert code == 2 and "wandb_project" in err and "plain folder name" in err, err
+    pseudo = tmp_path / "pseudo.csv"
+    image = next((demo_data / "eval" / "images").glob("*.jpg"))
+    pseudo.write_text(f"ImageID,path,mask,gender,age,class,confidence,age_upper\n{image.name},{image},0,0,7,7,0.95,60\n")
+    args = ["train-joint", "--data", demo_data, *SMOKE, "--out", tmp_path / "r", "--extra", pseudo]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2 and "column age: '7' is not an age label" in err and not (tmp_path / "r").exists(), err

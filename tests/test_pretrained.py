@@ -102,3 +102,21 @@ def test_offline_pretrained_for_a_timm_name_says_what_to_do(demo_data, tmp_path,
 def test_config_weights_lists_the_local_backbones(capsys, empty_hub):
     code, out, _ = run_cli(capsys, "config", "weights")
     assert code == 0 and "tv/mobilenet_v2" in out and "b0353104" in out
+
+
+@pytest.mark.parametrize("name,aux", [("googlenet", ("aux1", "aux2")), ("inception_v3", ("AuxLogits",))])
+def test_torchvision_models_with_auxiliary_heads_load_their_files_and_take_small_images(tmp_path, name, aux):
+    """googlenet and inception_v3 are built without their training-only auxiliary classifiers: a torchvision
+    file (aux heads included) fills every backbone tensor strictly, and 96x96 photos reach the heads."""
+    import torchvision.models as tvm
+
+    full = tvm.get_model(name, weights=None, aux_logits=True, init_weights=False)
+    assert any(k.startswith(aux[0] + ".") for k in full.state_dict())
+    path = tmp_path / f"{name}.pth"
+    torch.save(full.state_dict(), path)
+    cfg = config.Config({**config.defaults(), "backbone": f"tv/{name}", "weights": str(path), "img_size": [96, 96]})
+    model = build_model(cfg, {"mask": 3, "gender": 2, "age": 3}).train()
+    out = model(torch.zeros(2, 3, 96, 96, dtype=torch.uint8))  # training mode: no auxiliary outputs either
+    assert {k: tuple(v.shape) for k, v in out.items()} == {"mask": (2, 3), "gender": (2, 2), "age": (2, 3)}
+    first = next(k for k in full.state_dict() if k.endswith("conv.weight"))
+    assert torch.equal(model.backbone.state_dict()[first], full.state_dict()[first])

@@ -26,6 +26,7 @@ from maskcls import labels
 from maskcls.data.external import frame_external, scan_external
 from maskcls.data.index import scan_train
 from maskcls.errors import MaskclsError
+from maskcls.heads import check_labels
 from maskcls.io import read_csv
 
 PSEUDO_COLUMNS = ["ImageID", "path", "mask", "gender", "age", "class", "confidence", "age_upper"]
@@ -149,6 +150,7 @@ def load_pseudo(path: str | Path, age_upper: int) -> pd.DataFrame:
     """Pseudo rows shaped like the train index (person = one group per image, fold assigned later)."""
     path = Path(path)
     df = read_csv(path, PSEUDO_COLUMNS, dtype={"ImageID": str})
+    check_labels(df, path)  # they index the heads' classes: out of range is one line, not an IndexError
     if len(df) and (df["age_upper"] != age_upper).any():
         raise MaskclsError(f"{path}: made with age threshold {df['age_upper'].iloc[0]}, training uses {age_upper}")
     # Older files hold paths relative to where they were made: try the working folder, then the CSV's.
