@@ -303,6 +303,7 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=2000, help="bootstrap resamples")
     ap.add_argument("--external", type=Path, default=SHARED / "data" / "utkface-extra" / "images")
     ap.add_argument("--report", action="store_true", help="only print the table of the rows already run")
+    ap.add_argument("--markdown", action="store_true", help="with --report: the table as Markdown (the README's)")
     args = ap.parse_args()
     unknown = sorted(set(args.rows.split(",")) - set(ROWS))
     if unknown:
@@ -345,7 +346,24 @@ def main() -> None:
         report_path.write_text(json.dumps(report, indent=2) + "\n")
     compare(report, preds, args.boot)
     report_path.write_text(json.dumps(report, indent=2) + "\n")
+    if args.markdown:
+        print(markdown(report))
     console.print(f"wrote {report_path}")
+
+
+def markdown(report: dict) -> str:
+    """The rows as the README shows them: Δ macro-F1 [95 %], Δ log-loss of the age head [95 %], wall minutes."""
+    head = "| row | seed | OOF macro-F1 | Δ macro-F1 [95 %] | Δ age log-loss [95 %] | mask / gender / age F1 | min |"
+    lines = [head, "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in report["rows"].values():
+        ref = "vs" not in r
+        d = r.get("dlogloss_age")
+        age = "" if d is None else ("ref" if ref else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+        delta = "ref" if ref else f"**{r['delta']:+.4f}** [{r['lo']:+.4f}, {r['hi']:+.4f}]"
+        minutes = r.get("wall_seconds", r.get("cpu_seconds", 0)) / 60
+        lines.append(f"| {r['name']} | {r['seed']} | {r['f1']:.4f} | {delta} | {age} | "
+                     f"{r['mask']:.3f} / {r['gender']:.3f} / {r['age']:.3f} | {minutes:.0f} |")  # fmt: skip
+    return "\n".join(lines)
 
 
 def compare(report: dict, preds: Path, boot: int) -> None:
