@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from quality import run  # bench/quality.py: one command, its output appended to the log
 from rich.console import Console
 from rich.table import Table
 
@@ -135,17 +134,6 @@ ABLATIONS = [
     ),  # fmt: skip
 ]
 AUDIT_EPOCHS = 4  # the audit run's budget per fold (5 folds): enough to rank, a third of a full run
-
-
-def run(cmd: list, log: Path) -> None:
-    cmd = [str(c) for c in cmd]
-    console.print(f"[dim]$ {shlex.join(cmd)}[/]")
-    with open(log, "a") as f:
-        f.write(f"$ {shlex.join(cmd)}\n")
-        f.flush()
-        proc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {shlex.join(cmd)} -- see {log}")
 
 
 def maskcls(*args) -> list[str]:

@@ -15,7 +15,6 @@ one call; `maskcls predict FILE` and `maskcls.Predictor(FILE)` use it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import warnings
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from maskcls.heads import FACTORS, HEADS, classes
 from maskcls.models import load_for_inference
 from maskcls.post.tune import load_tuned
 from maskcls.runs import Run, agree, fold_checkpoints, run_inputs
+from maskcls.weights import sha256
 
 FORMATS = {"onnx": (".onnx",), "torchscript": (".torchscript", ".pt")}  # format -> the file names it writes
 INPUT = "images"
@@ -92,14 +92,6 @@ class Ensemble:
 
     module: Averaged
     meta: dict
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def crop_record(cfg) -> dict | None:
