@@ -33,7 +33,7 @@ from rich.table import Table
 
 from maskcls import io
 from maskcls.data import scan_eval, scan_train
-from maskcls.data.dataset import decode
+from maskcls.data.dataset import decode, encoded_size, read_bytes
 from maskcls.detectors import Box, build_detectors, most_plausible
 from maskcls.errors import MaskclsError
 from maskcls.progress import LogProgress
@@ -248,10 +248,17 @@ def run_crop(data: Path, out: Path, detectors: list[str], settings: CropSettings
     return {"counts": dict(counts), "failed": failed, "no_face": no_face}
 
 
+MAX_PIXELS = 50_000_000  # 7000x7000: a photo larger than this is refused, not decoded (20000x20000 took 8 GB)
+
+
 def _read(path: str) -> np.ndarray | None:
-    """RGB image, or None when unreadable or truncated (recorded as `failed`)."""
+    """RGB image, or None when unreadable, truncated or over MAX_PIXELS (recorded as `failed`)."""
     try:
-        return cv2.cvtColor(decode(path), cv2.COLOR_BGR2RGB)
+        data = read_bytes(path)
+        hw = encoded_size(data)  # from the header: a huge photo is refused before it is decoded
+        if hw is not None and hw[0] * hw[1] > MAX_PIXELS:
+            return None
+        return cv2.cvtColor(decode(path, data=data), cv2.COLOR_BGR2RGB)
     except MaskclsError:
         return None
 
@@ -302,7 +309,8 @@ def crop_in_memory(paths: list[str], record: dict, workers: int = 2, console: Co
         images = list(pool.map(_read, paths))
     for path, img in zip(paths, images, strict=True):
         if img is None:
-            raise MaskclsError(f"{path}: cannot read image (unreadable or truncated)")
+            raise MaskclsError(f"{path}: cannot read image (unreadable, truncated, or over {MAX_PIXELS // 10**6} "
+                               "megapixels)")  # fmt: skip
     found = crop_images(images, record, workers, **detector_options)
     no_face = [path for path, (_, _, name) in zip(paths, found, strict=True) if name == NO_FACE]
     if no_face and console is not None:
@@ -311,11 +319,28 @@ def crop_in_memory(paths: list[str], record: dict, workers: int = 2, console: Co
     return [crop for crop, _, _ in found]
 
 
+def settings_of(record: dict, source: str = "crop.json") -> CropSettings:
+    """The crop settings a crop.json record (or an export's sidecar) holds, checked as `crop`'s flags are:
+    a record is a file someone may have edited, and a 60000x45000 crop would take all the memory there is."""
+    from maskcls.settings import IMG_SIDE
+
+    try:
+        size = tuple(int(v) for v in record["size"])
+        margin, shift = float(record["margin"]), float(record["down_shift"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise MaskclsError(f"{source}: not a crop record ({type(e).__name__}: {e})") from None
+    lo, hi = IMG_SIDE
+    if len(size) != 2 or not all(lo <= v <= hi for v in size):
+        raise MaskclsError(f"{source}: crop size {list(size)} must be two sides in {lo}..{hi}")
+    if not (0 <= margin <= 2 and -0.5 <= shift <= 1):  # crop's --margin and --down-shift ranges
+        raise MaskclsError(f"{source}: margin {margin} or down_shift {shift} out of range (0..2, -0.5..1)")
+    return CropSettings(size=size, margin=margin, down_shift=shift, align=bool(record.get("align", False)))
+
+
 def crop_images(images: list[np.ndarray], record: dict, workers: int = 2,
                 **detector_options) -> list[tuple[np.ndarray, tuple[int, int, int, int], str]]:  # fmt: skip
     """(crop, rectangle cut (x0, y0, x1, y1), detector name) of RGB images, as a crop.json record says."""
-    settings = CropSettings(size=tuple(record["size"]), margin=record["margin"], down_shift=record["down_shift"],
-                            align=bool(record.get("align", False)))  # fmt: skip
+    settings = settings_of(record)
     options = {"threshold": record.get("retinaface_threshold"), "weights": record.get("retinaface_weights"),
                **detector_options}  # fmt: skip
     chain = build_detectors(record["detectors"], **{k: v for k, v in options.items() if v is not None})

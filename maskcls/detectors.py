@@ -204,13 +204,11 @@ class RetinaFaceDetector:
         else:
             found = wts.find_file([name], check_hash=False)
         if found is None:
-            path = wts.hub_checkpoints() / name
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.torch.hub.download_url_to_file(RETINAFACE_URL, str(path), progress=True)
+                path = wts.download_to_hub(RETINAFACE_URL, progress=True)
             except Exception as e:  # offline, refused
                 raise MaskclsError(
-                    f"retinaface: {name} is not in {path.parent} and cannot be downloaded "
+                    f"retinaface: {name} is not in {wts.hub_checkpoints()} and cannot be downloaded "
                     f"({str(e).splitlines()[0][:160]}); offline, pass --retinaface-weights FILE"
                 ) from None
             found = wts.Found("download", path, wts.sha256(path))

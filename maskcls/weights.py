@@ -159,17 +159,31 @@ def describe(found: Found | None) -> str:
     return f"weights {found.path} ({found.source}, sha256 {found.sha256[:12]}...)"
 
 
+def download_to_hub(url: str, hash_prefix: str | None = None, progress: bool = False) -> Path:
+    """A release file into torch hub's checkpoint folder, which is made only once the file has come: a
+    download that fails (offline, refused, wrong hash) leaves nothing behind, not even empty folders."""
+    import shutil
+    import tempfile
+
+    path = hub_checkpoints() / url.rsplit("/", 1)[-1]
+    if path.is_file():
+        return path
+    with tempfile.TemporaryDirectory(prefix="maskcls-download-") as tmp:
+        part = Path(tmp) / path.name
+        torch.hub.download_url_to_file(url, str(part), hash_prefix=hash_prefix, progress=progress)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(part), path)
+    return path
+
+
 def download_tv(url: str) -> Found:
     """torchvision's release file into the hub cache (hash checked by torch.hub), then as a local file."""
     try:
-        path = hub_checkpoints() / url.rsplit("/", 1)[-1]
-        if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            m = HASH_IN_NAME.search(path.name)
-            torch.hub.download_url_to_file(url, str(path), hash_prefix=m.group(1) if m else None, progress=False)
+        m = HASH_IN_NAME.search(url.rsplit("/", 1)[-1])
+        path = download_to_hub(url, hash_prefix=m.group(1) if m else None)
     except Exception as e:  # no network, refused, wrong hash
         raise MaskclsError(
-            f"--pretrained: cannot download {url} ({str(e).splitlines()[0][:200]}); offline, put the file in "
+            f"--pretrained: cannot download {url} ({io._first_line(e)}); offline, put the file in "
             f"{hub_checkpoints()} or pass --weights FILE (`maskcls config weights` lists what is here)"
         ) from None
     return checked(path, "download")

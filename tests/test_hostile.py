@@ -391,3 +391,39 @@ def test_small_oddities_that_were_tracebacks_are_answers_or_one_line(demo_data, 
     args = ["train-joint", "--data", demo_data, *SMOKE, "--out", tmp_path / "r", "--extra", pseudo]
     code, _, err = run_cli(capsys, *args)
     assert code == 2 and "column age: '7' is not an age label" in err and not (tmp_path / "r").exists(), err
+
+
+@pytest.mark.slow
+def test_a_download_that_fails_creates_nothing_under_the_hub_folder(demo_data, tmp_path):
+    """Offline --pretrained for a torchvision file that is not here, and RetinaFace without its weights: one
+    line each, and torch hub's folder is not made (it is made only once a file has come)."""
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "https_proxy": "http://127.0.0.1:9",
+           "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}  # fmt: skip
+    train = ["train-joint", "--data", str(demo_data), *map(str, SMOKE), "--backbone", "tv/resnet18", "--pretrained",
+             "--out", str(tmp_path / "runs")]  # fmt: skip
+    crop = ["crop", "--data", str(demo_data), "--out", str(tmp_path / "crops"), "--detectors", "retinaface,center"]
+    cmds = [train, crop]
+    for cmd in cmds:
+        done = subprocess.run([sys.executable, "-m", "maskcls", *cmd], env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 2 and ("cannot be downloaded" in done.stderr or "cannot download" in done.stderr)
+        assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert not (tmp_path / "torch").exists() and not (tmp_path / "runs").exists()
+
+
+def test_crop_refuses_huge_photos_and_crop_records_of_absurd_size(tmp_path, capsys):
+    """A 20000x20000 JPEG is refused from its header, never decoded; a crop.json asking for 60000x45000 crops
+    (an edited record, or an export's sidecar) is one line before any photo is read."""
+    from maskcls.crop import crop_images, crop_in_memory
+
+    big = tmp_path / "big.jpg"
+    ok, buf = cv2.imencode(".jpg", np.zeros((64, 64, 3), np.uint8))
+    data = bytearray(buf.tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (20000).to_bytes(2, "big") * 2  # the frame header says 20000x20000
+    big.write_bytes(bytes(data))
+    record = {"size": [128, 96], "margin": 0.2, "down_shift": 0.0, "detectors": ["center"]}
+    with pytest.raises(MaskclsError, match="over 50 megapixels"):
+        crop_in_memory([str(big)], record)
+    with pytest.raises(MaskclsError, match=r"crop size \[60000, 45000\] must be two sides in 16..1024"):
+        crop_images([np.zeros((64, 64, 3), np.uint8)], {**record, "size": [60000, 45000]})

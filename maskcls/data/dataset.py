@@ -75,9 +75,9 @@ def _imdecode(data: bytes, path: str, flag: int) -> np.ndarray:
     return img
 
 
-def decode(path: str, flag: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """BGR uint8 image of a complete file; MaskclsError naming the file otherwise."""
-    return _imdecode(read_bytes(path), path, flag)
+def decode(path: str, flag: int = cv2.IMREAD_COLOR, data: bytes | None = None) -> np.ndarray:
+    """BGR uint8 image of a complete file (or of its bytes, read already); MaskclsError naming the file otherwise."""
+    return _imdecode(read_bytes(path) if data is None else data, path, flag)
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}  # JPEG frame headers
