@@ -122,20 +122,20 @@ def plot_per_class_f1(per_class: list[float], names: list[str], path: Path, titl
     return _save(fig, path)
 
 
-def plot_suspects(suspects: pd.DataFrame, path: Path, cols: int = 6) -> Path:
-    """A grid of audit suspects: each photo titled with its person, head, given and predicted label."""
-    import cv2
-
+def plot_suspects(suspects: pd.DataFrame, images: list, path: Path, cols: int = 6) -> Path:
+    """A grid of audit suspects: each photo (RGB array, or None: a tile saying so) titled with its person,
+    head, given and predicted label."""
     plt = pyplot()
     n = max(len(suspects), 1)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.4, rows * 3.1), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, r in zip(axes.flat, suspects.itertuples(), strict=False):
-        img = cv2.imread(str(r.path), cv2.IMREAD_COLOR)
+    for ax, r, img in zip(axes.flat, suspects.itertuples(), images, strict=False):
         if img is not None:
-            ax.imshow(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+            ax.imshow(img)
+        else:
+            ax.text(0.5, 0.5, "photo not found", ha="center", va="center", fontsize=9, transform=ax.transAxes)
         who = r.person if r.unit == "person" else f"{r.person}/{r.stem}"
         ax.set_title(f"#{r.rank} {who}\n{r.head}: given {r.given}\npredicted {r.predicted} (loss {r.loss:.1f})",
                      fontsize=9, color="tab:red" if r.given != r.predicted else "black")  # fmt: skip

@@ -427,3 +427,26 @@ def test_crop_refuses_huge_photos_and_crop_records_of_absurd_size(tmp_path, caps
         crop_in_memory([str(big)], record)
     with pytest.raises(MaskclsError, match=r"crop size \[60000, 45000\] must be two sides in 16..1024"):
         crop_images([np.zeros((64, 64, 3), np.uint8)], {**record, "size": [60000, 45000]})
+
+
+@pytest.mark.slow
+def test_audit_draws_what_it_can_and_names_what_it_cannot(tiny_joint, tmp_path, capsys):
+    """oof.csv paths that are gone or a FIFO: audit does not block, says how many photos it could not draw."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_joint, run)
+    oof = pd.read_csv(run / "oof.csv", dtype=str)
+    oof["path"] = [str(tmp_path / ("fifo" if i % 2 else "gone") / f"{i}.jpg") for i in range(len(oof))]
+    (tmp_path / "fifo").mkdir()
+    for p in oof["path"][1::2]:
+        os.mkfifo(p)
+    oof.to_csv(run / "oof.csv", index=False)
+    code, out, err = run_cli(capsys, "audit", run, "--out", tmp_path / "audit")
+    assert code == 0 and "photos could not be drawn" in out + err
+    assert (tmp_path / "audit" / "suspects.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_run_records_its_data_set_by_full_path(demo_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(demo_data.parent)
+    assert run_cli(capsys, "train-joint", "--data", demo_data.name, *SMOKE, "--out", tmp_path, "--name", "r")[0] == 0
+    assert json.loads((tmp_path / "r" / "config.json").read_text())["data"] == str(demo_data.resolve())

@@ -289,6 +289,8 @@ def train(cfg: Config | None, resume: Path | None = None, callbacks: list[Callba
     if cfg.cache_dir:
         io.check_apart(cfg.cache_dir, "--cache-dir", inputs)
     check_backbone(cfg.backbone)
+    if resume is None:  # the data set by its full path: the run's photos stay findable from any folder
+        cfg["data"] = str(Path(cfg.data).resolve())
     if resume is None:  # one weights file, recorded with its SHA-256 in config.json (models.pin_weights)
         console.print(weights.describe(pin_weights(cfg)))
     table = load_table(cfg, console)

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from maskcls import io
-from maskcls.errors import MaskclsError
+from maskcls.errors import MaskclsError, warn
 from maskcls.heads import FACTORS, HEADS, marginals
 from maskcls.runs import agree, make_dir, read_oof
 
@@ -109,6 +109,16 @@ def audit(runs: list[Path], heads: tuple[str, ...] | None = None) -> tuple[pd.Da
     return out[COLUMNS].reset_index(drop=True), facts
 
 
+def _photo(path: str):
+    """The photo an oof.csv row names, RGB, or None: only regular files are opened (a FIFO would block)."""
+    from maskcls.data.dataset import read_image
+
+    try:
+        return read_image(path)
+    except MaskclsError:
+        return None
+
+
 def write_audit(suspects: pd.DataFrame, facts: dict, out: Path, top: int, console: Console | None = None) -> None:
     """suspects.csv, suspects.png (the top `top`) and a table of the first rows."""
     from maskcls.plots import plot_suspects
@@ -117,7 +127,13 @@ def write_audit(suspects: pd.DataFrame, facts: dict, out: Path, top: int, consol
     out = Path(out)
     make_dir(out, "--out")
     io.write_csv(out / "suspects.csv", suspects.round({"loss": 4, "entropy": 4, "p_given": 4}))
-    plot_suspects(suspects.head(top), out / "suspects.png")
+    shown = suspects.head(top)
+    images = [_photo(p) for p in shown["path"]]
+    missing = [p for p, img in zip(shown["path"], images, strict=True) if img is None]
+    if missing:
+        warn(f"{len(missing)} of the top {len(shown)} photos could not be drawn (moved, not a regular file, or "
+             f"not an image; paths are as training saw them), e.g. {missing[0]}")  # fmt: skip
+    plot_suspects(shown, images, out / "suspects.png")
     t = Table(title=f"audit: {facts['persons']} persons, {facts['images']} images out of fold; top suspects")
     for c in ("rank", "unit", "person", "stem", "head", "given", "predicted", "loss", "entropy"):
         t.add_column(c, justify="right" if c in ("rank", "loss", "entropy") else "left")
