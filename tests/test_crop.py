@@ -144,7 +144,7 @@ def test_crop_picks_the_main_face_and_lists_photos_without_one(dev_data, tmp_pat
     cv2.imwrite(str(data / "eval" / "images" / "crowd.jpg"), crowd)
     cv2.imwrite(
         str(data / "eval" / "images" / "wall.jpg"), np.full_like(photo, 90)
-    )  # no face (128 grey reads as a cut JPEG)
+    )  # no face: a plain wall
     pd.DataFrame({"ImageID": ["crowd.jpg", "wall.jpg"], "ans": 0}).to_csv(data / "eval" / "info.csv", index=False)
     [mtcnn] = build_detectors(["mtcnn"])
     [[alone]] = mtcnn.detect([cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)])  # the face in the photo by itself

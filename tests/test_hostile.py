@@ -450,3 +450,21 @@ def test_a_run_records_its_data_set_by_full_path(demo_data, tmp_path, capsys, mo
     monkeypatch.chdir(demo_data.parent)
     assert run_cli(capsys, "train-joint", "--data", demo_data.name, *SMOKE, "--out", tmp_path, "--name", "r")[0] == 0
     assert json.loads((tmp_path / "r" / "config.json").read_text())["data"] == str(demo_data.resolve())
+
+
+def test_grey_is_a_colour_and_a_cut_is_a_cut_however_late(demo_data, tmp_path):
+    """A valid JPEG whose bottom rows (or whole frame) are flat (128, 128, 128) is read; a JPEG cut inside its
+    last row of blocks, an end marker appended, is refused though its last pixel row is not all grey."""
+    photo = cv2.imread(str(next((demo_data / "train" / "images").glob("0*/normal.jpg"))))
+    grey_edge = photo.copy()
+    grey_edge[-16:] = 128
+    for name, img in (("edge.jpg", grey_edge), ("wall.jpg", np.full_like(photo, 128))):
+        cv2.imwrite(str(tmp_path / name), img)
+        assert read_image(str(tmp_path / name)).shape == photo.shape
+    data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    late = tmp_path / "late.jpg"
+    late.write_bytes(data[: int(len(data) * 0.985)] + b"\xff\xd9")
+    img = cv2.imread(str(late))
+    assert img is not None and not (img[-1] == 128).all()  # what the last-row rule could not see
+    with pytest.raises(MaskclsError, match="corrupt JPEG"):
+        read_image(str(late))

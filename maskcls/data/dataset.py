@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 import stat
 import struct
+import sys
+import tempfile
+import threading
 from collections.abc import Sequence
 
 import cv2
@@ -25,12 +28,13 @@ _REDUCED = {
 
 
 # A JPEG cut short and given an end marker again ("Corrupt JPEG data: premature end of data
-# segment", printed by libjpeg with no file name) decodes without an error: libjpeg stops decoding
-# at the point the data ran out and leaves every later block at zero coefficients, i.e. exactly
-# (128, 128, 128) to the bottom of the image, at every DCT scale. No decoder maskcls can reach
-# (OpenCV, Pillow, torchvision) reports that warning to Python, so `_imdecode` checks its effect:
-# a JPEG whose whole last pixel row is that grey is refused. No photo of the dev set or of
-# utkface-extra (8,423) has such a row; a cut in the last MCU row alone can go unseen.
+# segment") decodes without an error: libjpeg stops where the data ran out and leaves every later
+# block at zero coefficients, i.e. exactly (128, 128, 128), down to the last block of the scan, the
+# bottom-right one. No decoder maskcls can reach (OpenCV, Pillow, torchvision) reports that to Python;
+# libjpeg writes its warning to the process's stderr. So `_imdecode` looks at the effect first (a
+# bottom-right 8x8 block of flat grey: cheap, and true of every such file however late the cut), and
+# only then decodes again listening to stderr for libjpeg's word: a real photo with a grey corner or a
+# grey bottom edge is kept, a cut one is refused, even one cut inside its last row of blocks.
 
 
 def truncation(data: bytes) -> str | None:
@@ -70,9 +74,28 @@ def _imdecode(data: bytes, path: str, flag: int) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
     if img is None:
         raise MaskclsError(f"{path}: cannot decode image (corrupt or not an image)")
-    if data[:2] == b"\xff\xd8" and img.ndim == 3 and (img[-1] == MISSING_DATA_GREY).all():
-        raise MaskclsError(f"{path}: corrupt JPEG (its data ends early: the last rows decode to flat grey)")
+    if data[:2] == b"\xff\xd8" and (img[-8:, -8:] == MISSING_DATA_GREY).all() and _libjpeg_objects(data, flag):
+        raise MaskclsError(f"{path}: corrupt JPEG (its data ends early: libjpeg reports a premature end)")
     return img
+
+
+_STDERR_LOCK = threading.Lock()  # file descriptor 2 is the process's: one listener at a time
+
+
+def _libjpeg_objects(data: bytes, flag: int) -> bool:
+    """Decode again with stderr captured: does libjpeg call the data corrupt or cut short?"""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            cv2.imdecode(np.frombuffer(data, np.uint8), flag)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        said = sink.read().decode(errors="replace")
+    return "Corrupt JPEG data" in said or "Premature end of JPEG" in said
 
 
 def decode(path: str, flag: int = cv2.IMREAD_COLOR, data: bytes | None = None) -> np.ndarray:
