@@ -120,3 +120,16 @@ def test_torchvision_models_with_auxiliary_heads_load_their_files_and_take_small
     assert {k: tuple(v.shape) for k, v in out.items()} == {"mask": (2, 3), "gender": (2, 2), "age": (2, 3)}
     first = next(k for k in full.state_dict() if k.endswith("conv.weight"))
     assert torch.equal(model.backbone.state_dict()[first], full.state_dict()[first])
+
+
+@pytest.mark.slow
+def test_resume_needs_no_starting_weights_file_once_a_fold_has_its_last_pt(demo_data, tmp_path, capsys):
+    start = tmp_path / PACKAGED.path.name
+    shutil.copy(PACKAGED.path, start)
+    args = ["train-joint", "--data", demo_data, *SMALL, "--backbone", "tv/mobilenet_v2", "--weights", start,
+            "--fold", "0", "--out", tmp_path / "runs", "--name", "r"]  # fmt: skip
+    assert run_cli(capsys, *args)[0] == 0
+    start.unlink()  # the teammate's file is gone; last.pt holds every weight
+    code, _, err = run_cli(capsys, "train-joint", "--resume", tmp_path / "runs" / "r", "--epochs", "2")
+    assert code == 0, err
+    assert torch.load(tmp_path / "runs" / "r" / "fold0" / "last.pt", weights_only=True)["epoch"] == 1

@@ -100,6 +100,8 @@ def test_resume_extends_epochs_and_refuses_other_flags(demo_data, tmp_path, caps
     assert code == 2 and "--lr cannot change" in err and "--epochs" in err and err.count("\n") == 1
     code, _, err = run_cli(capsys, "train-age", "--resume", run, "--epochs", "1")
     assert code == 2 and "already trained 2 epochs" in err
+    code, _, err = run_cli(capsys, "train-age", "--resume", run, "--epochs", "3", "--set", "epochs=4")
+    assert code == 2 and "--set epochs=... and its flag both given" in err  # as a new run refuses the pair
     code, out, err = run_cli(capsys, "train-age", "--resume", run, "--epochs", "3", "--workers", "0")
     assert code == 0, err
     history = pd.read_csv(run / "fold0" / "history.csv")

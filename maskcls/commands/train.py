@@ -95,6 +95,10 @@ def make_train_command(task: str):
         if own["resume"] is not None:
             if own["config"] is not None:
                 raise typer.BadParameter("--resume continues a run with its own config", param_hint="--config")
+            given = {k for k, v in flags.items() if v is not None}
+            both = sorted(given & set(sets))  # as a new run refuses the pair (config.resolve)
+            if both:
+                raise typer.BadParameter(f"--set {both[0]}=... and its flag both given: keep one", param_hint="--set")
             train(None, resume=own["resume"], overrides={**flags, **sets}, task=task)
             return
         train(config_mod.resolve(task, own["config"], flags, sets))

@@ -66,7 +66,9 @@ class FoldTrainer:
         self.channels_last = cfg.channels_last
         self.train_df, self.val_df = fold_rows(table, fold, self.final, parse_ages(cfg.drop_ages))
         seed_everything(cfg.seed, self.key)  # initialisation depends on the seed and fold only
-        self.model = build_model(cfg, self.heads).to(self.device)
+        # a fold that resumes takes every weight from its last.pt: its starting file may have gone since
+        start = cfg if not (fold_dir / "last.pt").is_file() else Config({**cfg, "weights": None, "pretrained": False})
+        self.model = build_model(start, self.heads).to(self.device)
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # what training calls (net): the model itself, or its DDP wrapper
