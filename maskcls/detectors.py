@@ -28,6 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskcls import io
 from maskcls.errors import MaskclsError
 from maskcls.registry import Registry
 
@@ -183,9 +184,9 @@ class RetinaFaceDetector:
         try:
             self.net.load_state_dict(state)  # strict: every tensor from the file
         except RuntimeError as e:
-            raise MaskclsError(
-                f"retinaface: the weights do not fit RetinaFace-ResNet50 ({str(e).splitlines()[0][:200]})"
-            ) from None
+            flag = " (--retinaface-weights)" if weights else ""
+            raise MaskclsError(f"retinaface: {self.path}{flag}: the weights do not fit RetinaFace-ResNet50 "
+                               f"({io._first_line(e)})") from None  # fmt: skip
         self.net.to(self.device).eval()
         self.priors = priorbox(min_sizes=[[16, 32], [64, 128], [256, 512]], steps=[8, 16, 32], clip=False,
                                image_size=self.size).to(self.device)  # fmt: skip
@@ -212,7 +213,7 @@ class RetinaFaceDetector:
                     f"({str(e).splitlines()[0][:160]}); offline, pass --retinaface-weights FILE"
                 ) from None
             found = wts.Found("download", path, wts.sha256(path))
-        self.source = wts.describe(found)
+        self.source, self.path = wts.describe(found), found.path
         state = wts.state_of(wts.read_file(found.path), found.path)
         return {k.removeprefix("model."): v for k, v in state.items()}
 

@@ -268,14 +268,16 @@ def tv_backbone_of_file(path: Path) -> str | None:
     return None
 
 
-def local_backbones() -> list[tuple[str, Found]]:
-    """(backbone, Found) for every tv/ backbone whose weights are on this machine."""
-    out = []
+def local_backbones() -> list[tuple[str, Found | str]]:
+    """(backbone, Found) for every tv/ backbone whose weights are on this machine; (backbone, why) for one
+    whose file is there but damaged (training refuses it with the same words)."""
+    out: list[tuple[str, Found | str]] = []
     for backbone in tv_models():
         try:
             found = find_local(backbone)
-        except MaskclsError:
-            continue  # a damaged file is reported when it is used
+        except MaskclsError as e:
+            out.append((backbone, str(e)))
+            continue
         if found is not None:
             out.append((backbone, found))
     return out

@@ -183,7 +183,7 @@ def test_retinaface_weights_are_found_in_the_hub_folder_by_release_name(tmp_path
     first = next(iter(net.state_dict()))
     assert torch.equal(det.net.state_dict()[first], net.state_dict()[first])
     torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pth")
-    with pytest.raises(MaskclsError, match="do not fit RetinaFace"):
+    with pytest.raises(MaskclsError, match=r"other.pth \(--retinaface-weights\): the weights do not fit RetinaFace"):
         detectors.RetinaFaceDetector(weights=str(tmp_path / "other.pth"))
 
 

@@ -102,6 +102,11 @@ def test_offline_pretrained_for_a_timm_name_says_what_to_do(demo_data, tmp_path,
 def test_config_weights_lists_the_local_backbones(capsys, empty_hub):
     code, out, _ = run_cli(capsys, "config", "weights")
     assert code == 0 and "tv/mobilenet_v2" in out and "b0353104" in out
+    empty_hub.mkdir(parents=True)  # a damaged hub file of the default's name is named, not "no local weights"
+    (empty_hub / PACKAGED.path.name).write_bytes(PACKAGED.path.read_bytes()[:-10])
+    code, out, _ = run_cli(capsys, "config", "weights")
+    flat = " ".join(out.split())
+    assert code == 0 and "damaged" in flat and "does not start with the b0353104" in flat.replace("│ ", "")
 
 
 @pytest.mark.parametrize("name,aux", [("googlenet", ("aux1", "aux2")), ("inception_v3", ("AuxLogits",))])

