@@ -195,3 +195,72 @@ def test_submit_writes_nothing_on_a_hostile_prediction_file(demo_data, tmp_path_
                            tmp / "out")  # fmt: skip
     assert code == 2 and err.strip().count("\n") == 0 and "Traceback" not in err
     assert not (tmp / "out").exists() or not any((tmp / "out").iterdir())
+
+
+# JSON records a run keeps beside its weights: tuned.json, crop.json, config.json ------------------------
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-(10**20), 10**20), st.floats(), st.text(max_size=8)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)),
+    max_leaves=12,
+)
+NEAR_TUNED = st.fixed_dictionaries({"heads": st.dictionaries(
+    st.sampled_from(["mask", "gender", "age", "class", "x"]),
+    st.fixed_dictionaries({"bias": st.one_of(st.lists(st.one_of(st.floats(), st.integers(), st.text(max_size=2)),
+                                                      max_size=19), JSON_VALUES)},
+                          optional={"cutoffs": st.one_of(st.lists(st.integers(0, 100), max_size=3), JSON_VALUES)}),
+    max_size=3)})  # fmt: skip
+
+
+def _json(value) -> str:
+    return json.dumps(value, allow_nan=True)
+
+
+@FUZZ
+@given(record=st.one_of(NEAR_TUNED, JSON_VALUES))
+@example(record={"heads": {"mask": {"bias": [float("nan"), 0, 0]}}})
+@example(record={"heads": {"age": {"bias": [0, 0, 0], "cutoffs": [60, 30]}}})
+def test_tuned_json(tmp_path, record):
+    from maskcls.post.tune import apply_tuned, load_tuned
+
+    path = tmp_path / "tuned.json"
+    path.write_text(_json(record))
+    try:
+        heads = load_tuned(path)
+    except MaskclsError:
+        return
+    import numpy as np
+
+    probs = {h: np.full((2, n), 1 / n) for h, n in (("mask", 3), ("gender", 2), ("age", 3), ("class", 18))}
+    for p in apply_tuned(probs, heads).values():  # what is accepted applies cleanly
+        assert np.isfinite(p).all() and np.allclose(p.sum(1), 1)
+
+
+@FUZZ
+@given(record=st.one_of(JSON_VALUES, st.fixed_dictionaries(
+    {"size": st.one_of(st.lists(st.integers(-5, 70000), max_size=3), JSON_VALUES),
+     "margin": st.one_of(st.floats(), JSON_VALUES), "down_shift": st.one_of(st.floats(), JSON_VALUES)})))  # fmt: skip
+@example(record={"size": [60000, 45000], "margin": 0.2, "down_shift": 0.0})
+def test_crop_records(record):
+    from maskcls.crop import settings_of
+
+    try:
+        s = settings_of(record) if isinstance(record, dict) else settings_of({"size": record})
+    except MaskclsError:
+        return
+    assert all(16 <= v <= 1024 for v in s.size) and 0 <= s.margin <= 2
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from([*config.defaults(registries=False), "nonsense"]), JSON_VALUES,
+                               max_size=3))  # fmt: skip
+def test_run_configs(tmp_path, changes):
+    from maskcls.runs import Run
+
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (run / "config.json").write_text(_json({**config.defaults(registries=False), **changes}))
+    try:
+        cfg = Run(run).config
+    except MaskclsError:
+        return
+    assert cfg.keys() >= config.defaults(registries=False).keys()
