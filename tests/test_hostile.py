@@ -466,5 +466,6 @@ def test_grey_is_a_colour_and_a_cut_is_a_cut_however_late(demo_data, tmp_path):
     late.write_bytes(data[: int(len(data) * 0.985)] + b"\xff\xd9")
     img = cv2.imread(str(late))
     assert img is not None and not (img[-1] == 128).all()  # what the last-row rule could not see
-    with pytest.raises(MaskclsError, match="corrupt JPEG"):
-        read_image(str(late))
+    for size in (None, (256, 192), (64, 48)):  # full, and at 1/2 and 1/8 DCT scale (eda's look)
+        with pytest.raises(MaskclsError, match="corrupt JPEG"):
+            read_image(str(late), size)

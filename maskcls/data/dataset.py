@@ -74,7 +74,8 @@ def _imdecode(data: bytes, path: str, flag: int) -> np.ndarray:
     img = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if data else None
     if img is None:
         raise MaskclsError(f"{path}: cannot decode image (corrupt or not an image)")
-    if data[:2] == b"\xff\xd8" and (img[-8:, -8:] == MISSING_DATA_GREY).all() and _libjpeg_objects(data, flag):
+    block = 8 // next((f for f, v in _REDUCED.items() if v == flag), 1)  # the last block, at this DCT scale
+    if data[:2] == b"\xff\xd8" and (img[-block:, -block:] == MISSING_DATA_GREY).all() and _libjpeg_objects(data, flag):
         raise MaskclsError(f"{path}: corrupt JPEG (its data ends early: libjpeg reports a premature end)")
     return img
 
