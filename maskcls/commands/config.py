@@ -65,7 +65,7 @@ def weights_command() -> None:
     found = weights.local_backbones()
     t = Table(title=f"backbones with local pretrained weights (hub folder: {weights.hub_checkpoints()})")
     for c in ("backbone", "source", "file", "sha256"):
-        t.add_column(c)
+        t.add_column(c, overflow="fold")  # a path cut short names no file
     for backbone, f in found:
         if isinstance(f, str):  # a damaged file: named, so it can be deleted
             t.add_row(backbone, "[red]damaged[/]", f, "")
