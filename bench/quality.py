@@ -360,7 +360,7 @@ def markdown(report: dict) -> str:
         d = r.get("dlogloss_age")
         age = "" if d is None else ("ref" if ref else f"{d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
         delta = "ref" if ref else f"**{r['delta']:+.4f}** [{r['lo']:+.4f}, {r['hi']:+.4f}]"
-        minutes = r.get("wall_seconds", r.get("cpu_seconds", 0)) / 60
+        minutes = r["wall_seconds"] / 60
         lines.append(f"| {r['name']} | {r['seed']} | {r['f1']:.4f} | {delta} | {age} | "
                      f"{r['mask']:.3f} / {r['gender']:.3f} / {r['age']:.3f} | {minutes:.0f} |")  # fmt: skip
     return "\n".join(lines)
@@ -393,7 +393,7 @@ def compare(report: dict, preds: Path, boot: int) -> None:
         table.add_row(r["slug"], str(r["seed"]), f"{r['f1']:.4f}",
                       "ref" if key == ref else f"{r['delta']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}]",
                       ll("mask"), ll("gender"), ll("age"), f"{r['mask']:.3f}", f"{r['gender']:.3f}", f"{r['age']:.3f}",
-                      f"{r.get('wall_seconds', r.get('cpu_seconds', 0)) / 60:.1f}")  # fmt: skip
+                      f"{r['wall_seconds'] / 60:.1f}")  # fmt: skip
     console.print(table)
     for r in rows.values():
         console.print(f"[dim]{r['name']}[/]")
