@@ -193,13 +193,15 @@ def test_gated_age_head_trains(demo_data, tmp_path, capsys):
 
 
 def test_age_options_refuse_bad_values(demo_data, tmp_path, capsys):
+    empty = tmp_path / "no-faces"  # beside --out, not around it: an output may not lie inside an input
+    empty.mkdir()
     for args, needle in [
         (["train-age", "--head", "linear"], "--head: train-age's head is one of classify, ordinal, regression"),
         (["train-age", "--drop-ages", "27-2"], "--drop-ages: '27-2' is not an age or a range"),
         (["train-mask", "--external", demo_data], "--external: applies to train-joint, train-gender, train-age only"),
         (["train-age", "--age-gate"], "--age-gate: applies to train-joint only"),
         (["train-joint", "--age-gate", "--head", "flat18"], "--age-gate conditions the age head on the gender head"),
-        (["train-age", "--external", tmp_path], "no face photos named"),
+        (["train-age", "--external", empty], "no face photos named"),
     ]:
         code, _, err = run_cli(capsys, *args, "--data", demo_data, "--out", tmp_path / "o", *TINY, "--epochs", "1")
         assert code == 2 and needle in err, err
