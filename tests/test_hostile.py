@@ -469,3 +469,11 @@ def test_grey_is_a_colour_and_a_cut_is_a_cut_however_late(demo_data, tmp_path):
     for size in (None, (256, 192), (64, 48)):  # full, and at 1/2 and 1/8 DCT scale (eda's look)
         with pytest.raises(MaskclsError, match="corrupt JPEG"):
             read_image(str(late), size)
+
+
+def test_a_crop_reading_anothers_fresh_empty_boxes_csv_starts_from_nothing(tmp_path):
+    """Two crops into one --out: one may read the other's boxes.csv before a byte of it is written."""
+    from maskcls.crop import load_done
+
+    (tmp_path / "boxes.csv").write_text("")
+    assert load_done(tmp_path / "boxes.csv", tmp_path) == {}
