@@ -24,7 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskcls import __version__, io
+import maskcls
+from maskcls import io
 from maskcls.engine.kinds import build_heads
 from maskcls.errors import MaskclsError
 from maskcls.heads import FACTORS, HEADS, classes
@@ -134,7 +135,7 @@ def build_ensemble(runs: list[Path], tuned: bool = True, tta: bool = False) -> E
         heads += [h for h in FACTORS if h not in heads]
     size = list(next(iter(sizes.values())))
     meta = {
-        "maskcls_version": __version__,
+        "maskcls_version": maskcls.__version__,
         "input": {"name": INPUT, "dtype": "uint8", "layout": "NCHW", "channels": "RGB", "size": size},
         "outputs": [{"name": h, "classes": classes(h, age_upper)} for h in heads],
         "age_upper": age_upper,

@@ -105,8 +105,7 @@ def submit(
     """Write the submission CSV. The age threshold (recorded by the prediction files, else age_upper)
     only names the classes in the printed table: ans is the same number at any threshold."""
     console = console or Console()
-    io.check_apart(out_dir, "--out", {"--data": data, "--answers": answers,
-                                      **{f"--{task}": p for task, p in sources.items()}})  # fmt: skip
+    io.check_apart(out_dir, "--out", {"--data": data})  # it writes a new file there: the inputs beside it stay
     io.clean_stale_temps(out_dir)  # hidden temp files of a submit that was killed while writing
     info_path = Path(data) / "eval" / "info.csv"
     info = read_csv(info_path, ["ImageID", "ans"], dtype={"ImageID": str})
